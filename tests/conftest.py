@@ -1,0 +1,20 @@
+import os
+
+# Nothing in the suite may reach the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import vqstack.core  # noqa: E402
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch):
+    """A plugin manager built anew for the test (re-reading the environment) and discarded after it."""
+    vqstack.core.reset()
+    yield monkeypatch
+    vqstack.core.reset()

@@ -1,0 +1,96 @@
+"""The Tokenizer: the data flow, encode/decode, and saving by registry names."""
+import json
+
+import pytest
+import torch
+
+import vqstack
+from vqstack.testing import example_kwargs
+
+TINY = {"ch": 16, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16}
+
+
+def tiny_config(quantizer="vq", **quantizer_kwargs):
+    return {
+        "encoder": {"name": "conv", "kwargs": {**TINY, "out_channels": 32}},
+        "quantizer": {"name": quantizer, "kwargs": {**example_kwargs("quantizer", quantizer), **quantizer_kwargs}},
+        "decoder": {"name": "conv", "kwargs": {**TINY, "in_channels": 32}},
+    }
+
+
+@pytest.fixture
+def images():
+    torch.manual_seed(0)
+    return torch.rand(2, 3, 16, 16) * 2 - 1
+
+
+@pytest.mark.parametrize("quantizer", vqstack.components("quantizer"))
+def test_encode_decode_and_forward(quantizer, images):
+    tok = vqstack.Tokenizer.from_config(tiny_config(quantizer))
+    tokens = tok.encode(images)
+    assert tokens.dtype == torch.long and tokens.shape[:3] == (2, 8, 8)
+    decoded = tok.decode(tokens)
+    assert decoded.shape == images.shape and decoded.abs().max() <= 1
+    out = tok(images)
+    assert isinstance(out, vqstack.TokenizerOutput)
+    assert torch.equal(out.indices, tokens), "forward and encode pick the same tokens"
+    (out.recon.square().mean() + out.loss).backward()
+    assert tok.encoder.conv_in.weight.grad is not None, "gradient must reach the encoder through the quantizer"
+
+
+def test_encode_never_updates_the_codebook(images):
+    tok = vqstack.Tokenizer.from_config(tiny_config("ema"))
+    tok.train()
+    before = {k: v.clone() for k, v in tok.quantizer.state_dict().items()}
+    tok.encode(images)
+    after = tok.quantizer.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert tok.training and tok.quantizer.training, "encode restores the training mode"
+
+
+def test_save_and_load_by_name_without_pickle(tmp_path, images):
+    tok = vqstack.Tokenizer.from_config(tiny_config("fsq")).eval()
+    tok.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["quantizer"]["name"] == "fsq" and config["encoder"]["kwargs"]["ch"] == 16
+    loaded = vqstack.Tokenizer.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.decode(loaded.encode(images)), tok.decode(tok.encode(images)))
+
+
+def test_plugin_components_save_and_load_by_name(fresh_plugins, tmp_path, images):
+    from vqstack.quantizers import FSQ
+
+    class Plugin:
+        @vqstack.hookimpl
+        def vqstack_register_quantizers(self, registry):
+            registry.register("plugin-fsq", FSQ)
+
+    vqstack.register_plugin(Plugin(), name="plugin")
+    tok = vqstack.Tokenizer.from_config(tiny_config("plugin-fsq"))
+    tok.save_pretrained(tmp_path)
+    assert vqstack.Tokenizer.from_pretrained(tmp_path).quantizer.codebook_size == tok.quantizer.codebook_size
+    vqstack.unregister_plugin("plugin")
+    with pytest.raises(vqstack.UnknownComponentError, match="Unknown quantizer 'plugin-fsq'"):
+        vqstack.Tokenizer.from_pretrained(tmp_path)
+
+
+def test_parts_not_built_by_name_cannot_be_saved(tmp_path):
+    from vqstack.quantizers import VectorQuantizer
+
+    tok = vqstack.Tokenizer.from_config(tiny_config("vq"))
+    tok.quantizer = VectorQuantizer(dim=tok.quantizer.dim, codebook_size=16)
+    with pytest.raises(ValueError, match="quantizer .* was not made by vqstack.build"):
+        tok.save_pretrained(tmp_path)
+
+
+def test_mismatched_factors_are_refused():
+    config = tiny_config()
+    config["decoder"]["kwargs"]["ch_mult"] = [1, 2, 2]
+    with pytest.raises(ValueError, match="downsamples by 2 but the decoder upsamples by 4"):
+        vqstack.Tokenizer.from_config(config)
+
+
+def test_config_missing_a_part_is_refused():
+    with pytest.raises(ValueError, match="lacks 'decoder'"):
+        vqstack.Tokenizer.from_config({"encoder": "conv", "quantizer": "vq"})

@@ -1,0 +1,21 @@
+"""vqstack: two-stage image generation with swappable, plugin-provided components.
+
+    import vqstack
+    vqstack.components("quantizer")                       # registered names
+    q = vqstack.build("quantizer", "vq", dim=64, codebook_size=1024)
+    tok = vqstack.Tokenizer.from_config({"encoder": "conv", "quantizer": "fsq", "decoder": "conv"})
+"""
+__version__ = "0.1.0"
+
+from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, UnknownComponentError, build,
+                   component_spec, components, hookimpl, plugins_info, register_plugin, registry,
+                   unregister_plugin)
+from .core.serialization import load_component, save_component
+from .quantizers.base import QuantizerOutput
+from .tokenizer import Tokenizer, TokenizerOutput
+
+__all__ = [
+    "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
+    "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
+    "QuantizerOutput", "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "DISABLE_ENV",
+]

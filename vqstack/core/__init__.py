@@ -1,0 +1,15 @@
+"""The core: hook specifications, component registries and the plugin manager."""
+from .hookspecs import hookimpl, hookspec
+from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, PluginLoadError, hook, plugin_manager, plugins_info,
+                      register_plugin, registry, reset, unregister_plugin)
+from .registry import (KIND_HOOKS, DuplicateComponentError, Registry, UnknownComponentError, component_spec)
+
+
+def components(kind: str) -> list[str]:
+    """Sorted names registered for ``kind`` (encoder, decoder, quantizer, discriminator, perceptual, prior)."""
+    return registry(kind).names()
+
+
+def build(kind: str, name: str, **kwargs):
+    """Build the component ``name`` of ``kind`` with ``kwargs``."""
+    return registry(kind).build(name, **kwargs)

@@ -1,0 +1,75 @@
+"""Every hook vqstack calls, in one place.
+
+Registration hooks receive a :class:`~vqstack.core.registry.Registry` for one component kind and call
+``registry.register(name, factory)``. Built-in components register through these same hooks.
+
+Training hooks only observe: their return values are ignored and they must not change what they are given.
+"""
+import pluggy
+
+PROJECT = "vqstack"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --- registration: one hook per component kind -------------------------------------------------------------
+
+
+@hookspec
+def vqstack_register_encoders(registry):
+    """Register encoders: modules mapping images (B, 3, H, W) to features (B, out_channels, H/f, W/f).
+
+    An encoder exposes ``out_channels`` and ``downsample`` (f)."""
+
+
+@hookspec
+def vqstack_register_decoders(registry):
+    """Register decoders: modules mapping features (B, in_channels, H/f, W/f) to images (B, 3, H, W).
+
+    A decoder exposes ``in_channels`` and ``upsample`` (f)."""
+
+
+@hookspec
+def vqstack_register_quantizers(registry):
+    """Register quantizers: modules mapping z (B, D, H, W) to a :class:`vqstack.QuantizerOutput`.
+
+    A quantizer exposes ``dim``, ``codebook_size`` and ``indices_to_codes(indices)``, and builds from ``dim=`` alone."""
+
+
+@hookspec
+def vqstack_register_discriminators(registry):
+    """Register discriminators: modules mapping images (B, 3, H, W) to real/fake logits."""
+
+
+@hookspec
+def vqstack_register_perceptual_losses(registry):
+    """Register perceptual losses: modules mapping two image batches in [-1, 1] to a per-sample distance (B,)."""
+
+
+@hookspec
+def vqstack_register_priors(registry):
+    """Register priors: token models with ``generate(n, labels=..., cfg_scale=..., ...)`` -> long (n, seq_len)."""
+
+
+# --- training: observe only ---------------------------------------------------------------------------------
+
+
+@hookspec
+def vqstack_on_train_start(config, accelerator):
+    """Called once on every process before the first training step; ``config`` is the run's settings (a dict)."""
+
+
+@hookspec
+def vqstack_on_step_end(step, logs):
+    """Called on every process after each optimizer step; ``logs`` maps names to floats (losses, lr, usage)."""
+
+
+@hookspec
+def vqstack_on_validation_end(step, metrics):
+    """Called on every process after an evaluation; ``metrics`` maps names to floats."""
+
+
+@hookspec
+def vqstack_on_checkpoint_saved(step, path):
+    """Called on every process after a checkpoint directory ``path`` is complete."""

@@ -1,0 +1,158 @@
+"""Conformance checks for components, exported so plugin authors run the same checks vqstack runs.
+
+    from vqstack.testing import check_component
+    check_component("quantizer", "my-vq")        # builds it with example_kwargs() and checks the contract
+
+Each check raises ``AssertionError`` naming the broken rule. ``example_kwargs()`` is an optional classmethod on a
+factory returning small sizes for fast checks; without it the component is built with its defaults (quantizers
+with ``dim=8``).
+"""
+from __future__ import annotations
+
+import tempfile
+
+import torch
+
+from .core.plugins import registry
+from .core.registry import component_spec
+from .core.serialization import load_component, save_component
+from .quantizers.base import QuantizerOutput
+
+QUANTIZER_TEST_DIM = 8
+
+
+def example_kwargs(kind: str, name: str) -> dict:
+    """Small-size arguments for building ``name`` in checks and tests."""
+    factory = registry(kind).get(name)
+    kwargs = dict(factory.example_kwargs()) if hasattr(factory, "example_kwargs") else {}
+    if kind == "quantizer":
+        kwargs.setdefault("dim", QUANTIZER_TEST_DIM)
+    return kwargs
+
+
+def build_example(kind: str, name: str, **overrides):
+    return registry(kind).build(name, **{**example_kwargs(kind, name), **overrides})
+
+
+def _assert_grad_reaches(x: torch.Tensor, what: str) -> None:
+    assert x.grad is not None, f"{what}: no gradient reached the input"
+    assert torch.isfinite(x.grad).all(), f"{what}: the input gradient has NaN or inf"
+    assert x.grad.abs().sum() > 0, f"{what}: the input gradient is all zeros"
+
+
+def _assert_same_outputs(a, b, x: torch.Tensor, what: str) -> None:
+    with torch.no_grad():
+        ya, yb = a(x), b(x)
+    ya = ya.quantized if isinstance(ya, QuantizerOutput) else ya
+    yb = yb.quantized if isinstance(yb, QuantizerOutput) else yb
+    torch.testing.assert_close(ya, yb, msg=f"{what}: outputs differ after the round trip")
+
+
+def check_round_trips(component, x: torch.Tensor) -> None:
+    """A state-dict copy and a save_component/load_component copy compute the same outputs in eval mode."""
+    component.eval()
+    spec = component_spec(component)
+    if spec is None:
+        return  # not built by name: nothing to rebuild it from
+    twin = registry(spec["kind"]).build(spec["name"], **spec["kwargs"])
+    twin.load_state_dict(component.state_dict())
+    _assert_same_outputs(component, twin.eval(), x, f"{spec['name']}: state_dict round trip")
+    with tempfile.TemporaryDirectory() as tmp:
+        save_component(component, tmp)
+        loaded = load_component(tmp)
+    _assert_same_outputs(component, loaded.eval(), x, f"{spec['name']}: save/load round trip")
+
+
+def check_quantizer(q, batch: int = 2, height: int = 4, width: int = 4) -> None:
+    name = type(q).__name__
+    assert isinstance(q.dim, int) and q.dim > 0, f"{name}.dim must be a positive int"
+    assert isinstance(q.codebook_size, int) and q.codebook_size > 1, f"{name}.codebook_size must be an int > 1"
+    q.train()
+    z = torch.randn(batch, q.dim, height, width, requires_grad=True)
+    out = q(z)
+    assert isinstance(out, QuantizerOutput), f"{name} must return vqstack.QuantizerOutput, got {type(out)}"
+    assert out.quantized.shape == z.shape, f"{name}: quantized shape {tuple(out.quantized.shape)} != z's"
+    assert out.indices.dtype == torch.long, f"{name}: indices must be long, got {out.indices.dtype}"
+    assert out.indices.shape[:3] == (batch, height, width) and out.indices.dim() in (3, 4), (
+        f"{name}: indices must be (B, H, W) or (B, H, W, Q), got {tuple(out.indices.shape)}")
+    assert out.indices.min() >= 0 and out.indices.max() < q.codebook_size, f"{name}: index out of range"
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss), f"{name}: loss must be a finite scalar"
+    for key in ("perplexity", "usage"):
+        assert isinstance(out.metrics.get(key), float), f"{name}: metrics[{key!r}] must be a float"
+    (out.quantized.square().sum() + out.loss).backward()
+    _assert_grad_reaches(z, name)
+
+    q.eval()
+    with torch.no_grad():
+        out = q(z)
+        codes = q.indices_to_codes(out.indices)
+    torch.testing.assert_close(codes, out.quantized, atol=1e-4, rtol=1e-4,
+                               msg=f"{name}: indices_to_codes(indices) != quantized in eval mode")
+    check_round_trips(q, z.detach())
+
+
+def check_encoder(encoder, batch: int = 2) -> None:
+    name = type(encoder).__name__
+    f = encoder.downsample
+    size = max(16, 2 * f)
+    x = torch.randn(batch, 3, size, size, requires_grad=True)
+    y = encoder(x)
+    assert y.shape == (batch, encoder.out_channels, size // f, size // f), (
+        f"{name}: output {tuple(y.shape)} != (B, out_channels, H/{f}, W/{f})")
+    y.square().mean().backward()
+    _assert_grad_reaches(x, name)
+    check_round_trips(encoder, x.detach())
+
+
+def check_decoder(decoder, batch: int = 2) -> None:
+    name = type(decoder).__name__
+    f = decoder.upsample
+    h = 2
+    x = torch.randn(batch, decoder.in_channels, h, h, requires_grad=True)
+    y = decoder(x)
+    assert y.shape == (batch, 3, h * f, h * f), f"{name}: output {tuple(y.shape)} != (B, 3, h*{f}, w*{f})"
+    y.square().mean().backward()
+    _assert_grad_reaches(x, name)
+    check_round_trips(decoder, x.detach())
+
+
+def check_discriminator(discriminator, batch: int = 2, size: int = 32) -> None:
+    name = type(discriminator).__name__
+    x = torch.randn(batch, 3, size, size, requires_grad=True)
+    logits = discriminator(x)
+    assert logits.shape[0] == batch and logits.is_floating_point(), f"{name}: logits must be float (B, ...)"
+    logits.mean().backward()
+    _assert_grad_reaches(x, name)
+    check_round_trips(discriminator, x.detach())
+
+
+def check_perceptual(perceptual, batch: int = 2, size: int = 32) -> None:
+    name = type(perceptual).__name__
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    y = (x + 0.3 * torch.randn_like(x)).clamp(-1, 1).requires_grad_(True)
+    d = perceptual(x, y)
+    assert d.shape == (batch,), f"{name}: must return a per-sample distance (B,), got {tuple(d.shape)}"
+    assert all(not p.requires_grad for p in perceptual.parameters()), f"{name}: parameters must be frozen"
+    d.sum().backward()
+    _assert_grad_reaches(y, name)
+    with torch.no_grad():
+        same = perceptual(x, x)
+    assert same.abs().max() < 1e-4 + 1e-3 * d.detach().abs().max(), f"{name}: distance of identical images != 0"
+
+
+CHECKS = {
+    "quantizer": check_quantizer,
+    "encoder": check_encoder,
+    "decoder": check_decoder,
+    "discriminator": check_discriminator,
+    "perceptual": check_perceptual,
+}
+
+
+def check_component(kind: str, name: str, **overrides) -> None:
+    """Build ``name`` with its example arguments (plus ``overrides``) and run the checks for its kind."""
+    torch.manual_seed(0)
+    component = build_example(kind, name, **overrides)
+    if kind not in CHECKS:
+        raise NotImplementedError(f"No conformance check for kind {kind!r} yet; checks exist for {sorted(CHECKS)}.")
+    CHECKS[kind](component)

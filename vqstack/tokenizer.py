@@ -1,0 +1,119 @@
+"""The stage-1 tokenizer: encoder -> projection -> quantizer -> projection -> decoder."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .core.plugins import registry
+from .core.serialization import load_weights, read_config, save_weights, spec_of, write_config
+
+PARTS = ("encoder", "quantizer", "decoder")
+
+
+@dataclass
+class TokenizerOutput:
+    recon: torch.Tensor  # (B, 3, H, W), not clamped, for the losses
+    indices: torch.Tensor  # long token grid (B, h, w) [or (B, h, w, Q) for multi-codebook quantizers]
+    loss: torch.Tensor  # the quantizer's own loss (commitment / codebook / entropy)
+    metrics: dict[str, float] = field(default_factory=dict)  # quantizer metrics: perplexity, usage, ...
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module):
+    """Run ``module`` in eval mode and restore each submodule's mode afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class Tokenizer(nn.Module):
+    """Images in [-1, 1] <-> integer token grids.
+
+    1x1 convolutions map the encoder's channels to the quantizer's ``dim`` and back to the decoder's input
+    channels (taming's ``quant_conv`` / ``post_quant_conv``), so any encoder, quantizer and decoder combine.
+    """
+
+    def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module):
+        super().__init__()
+        if encoder.downsample != decoder.upsample:
+            raise ValueError(f"The encoder downsamples by {encoder.downsample} but the decoder upsamples by "
+                             f"{decoder.upsample}; give them the same factor (same ch_mult length for 'conv').")
+        self.encoder = encoder
+        self.quantizer = quantizer
+        self.decoder = decoder
+        self.quant_proj = nn.Conv2d(encoder.out_channels, quantizer.dim, 1)
+        self.post_quant_proj = nn.Conv2d(quantizer.dim, decoder.in_channels, 1)
+
+    @property
+    def downsample(self) -> int:
+        return self.encoder.downsample
+
+    # --- the pieces of the data flow ---------------------------------------------------------------------
+
+    def quantize(self, images: torch.Tensor):
+        """images -> the quantizer's output on the projected encoder features."""
+        return self.quantizer(self.quant_proj(self.encoder(images)))
+
+    def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """Quantized codes (B, dim, h, w) -> images, not clamped."""
+        return self.decoder(self.post_quant_proj(codes))
+
+    def forward(self, images: torch.Tensor) -> TokenizerOutput:
+        q = self.quantize(images)
+        return TokenizerOutput(recon=self.decode_codes(q.quantized), indices=q.indices, loss=q.loss,
+                               metrics=q.metrics)
+
+    # --- inference ---------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> long tokens (B, H/f, W/f). Never updates the codebook."""
+        with _eval_mode(self):
+            return self.quantize(images).indices
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """long tokens from :meth:`encode` -> images (B, 3, H, W) in [-1, 1]."""
+        with _eval_mode(self):
+            return self.decode_codes(self.quantizer.indices_to_codes(tokens)).clamp(-1, 1)
+
+    # --- configuration and weights -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Tokenizer":
+        """Build from ``{"encoder": {"name": ..., "kwargs": {...}}, "quantizer": ..., "decoder": ...}``.
+
+        A part may also be given as a bare name (``"quantizer": "fsq"``), built with its defaults."""
+        parts = {}
+        for part in PARTS:
+            if part not in config:
+                raise ValueError(f"Tokenizer config lacks {part!r}; it needs {', '.join(PARTS)}.")
+            entry = config[part]
+            entry = {"name": entry} if isinstance(entry, str) else entry
+            parts[part] = registry(part).build(entry["name"], **entry.get("kwargs", {}))
+        return cls(**parts)
+
+    @property
+    def config(self) -> dict:
+        return {part: spec_of(getattr(self, part), part) for part in PARTS}
+
+    def save_pretrained(self, directory) -> None:
+        """Write ``config.json`` (registry names and arguments) and ``model.safetensors``."""
+        import vqstack
+
+        config = {**self.config, "vqstack_version": vqstack.__version__}
+        save_weights(self, write_config(directory, config))
+
+    @classmethod
+    def from_pretrained(cls, directory, device="cpu") -> "Tokenizer":
+        """Rebuild from ``save_pretrained`` output; parts from plugins need those plugins installed."""
+        tokenizer = cls.from_config(read_config(directory))
+        load_weights(tokenizer, directory, device)
+        return tokenizer.to(device)
