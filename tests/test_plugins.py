@@ -49,7 +49,7 @@ def test_plugin_reusing_a_builtin_name_fails_loudly(fresh_plugins):
 
 def test_builtins_can_be_blocked_and_replaced(fresh_plugins):
     fresh_plugins.setenv(vqstack.DISABLE_ENV, "vqstack.quantizers")
-    assert vqstack.components("quantizer") == []
+    assert not {"vq", "ema", "fsq", "lfq", "residual"} & set(vqstack.components("quantizer"))
     vqstack.register_plugin(make_plugin("vq"), name="replacement")
     assert vqstack.registry("quantizer").owner("vq") == "replacement"
 

@@ -23,11 +23,11 @@ def test_builtins_are_registered_and_sorted(kind):
 
 def test_unknown_name_lists_registered_and_suggests():
     with pytest.raises(vqstack.UnknownComponentError) as err:
-        vqstack.build("quantizer", "fqs", dim=8)
+        vqstack.build("quantizer", "residul", dim=8)
     message = str(err.value)
-    assert "Unknown quantizer 'fqs'" in message
+    assert "Unknown quantizer 'residul'" in message
     assert all(name in message for name in BUILTINS["quantizer"])
-    assert "Did you mean 'fsq'?" in message
+    assert "Did you mean 'residual'?" in message
 
 
 def test_unknown_kind_lists_kinds():

@@ -12,7 +12,7 @@ import os
 import pluggy
 
 from . import hookspecs
-from .registry import KIND_HOOKS, Registry, check_kind
+from .registry import KIND_HOOKS, DuplicateComponentError, Registry, check_kind
 
 ENTRY_POINT_GROUP = "vqstack"
 DISABLE_ENV = "VQSTACK_DISABLE_PLUGINS"
@@ -103,6 +103,8 @@ def _fill_registries(manager: pluggy.PluginManager) -> dict[str, Registry]:
             reg._current_owner = impl.plugin_name
             try:
                 impl.function(**{arg: reg for arg in impl.argnames})
+            except DuplicateComponentError:
+                raise  # already names both plugins
             except Exception as err:
                 if impl.plugin_name in BUILTIN_PLUGINS:
                     raise
@@ -145,7 +147,9 @@ def plugins_info() -> list[dict]:
     for kind in KIND_HOOKS:
         registry(kind)
     info = []
-    for name, _plugin in manager.list_name_plugin():
+    for name, plugin in manager.list_name_plugin():
+        if plugin is None:  # blocked
+            continue
         if name in BUILTIN_PLUGINS:
             dist, version = "vqstack", importlib.metadata.version("vqstack")
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import io
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -104,15 +105,13 @@ def decode(value) -> Image.Image:
 
 
 class ImageTransform:
-    """PIL image -> float tensor (3, R, R) in [-1, 1]: resize the short side, center-crop, optional flip."""
+    """PIL image -> float tensor (3, R, R) in [-1, 1]: resize the short side, then center-crop."""
 
-    def __init__(self, resolution: int, random_flip: bool = True):
+    def __init__(self, resolution: int):
         from torchvision.transforms import v2
 
-        steps = [v2.Resize(resolution, antialias=True), v2.CenterCrop(resolution)]
-        if random_flip:
-            steps.append(v2.RandomHorizontalFlip())
-        self.transform = v2.Compose([v2.PILToTensor(), *steps, v2.ToDtype(torch.float32, scale=True),
+        self.transform = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True),
+                                     v2.CenterCrop(resolution), v2.ToDtype(torch.float32, scale=True),
                                      v2.Normalize([0.5] * 3, [0.5] * 3)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
@@ -121,16 +120,26 @@ class ImageTransform:
 
 class ImageDataset(torch.utils.data.Dataset):
     """Training samples ``{"pixel_values", "skipped"}``; an unreadable file is replaced by the next readable one
-    and counted in ``skipped``, so batches keep their size on every process."""
+    and counted in ``skipped``, so batches keep their size on every process.
 
-    def __init__(self, dataset, resolution: int, random_flip: bool = True):
+    Random flips are drawn from (seed, epoch, index), not from the global RNG, so they are the same in a resumed
+    run, with any number of workers."""
+
+    def __init__(self, dataset, resolution: int, random_flip: bool = True, seed: int = 0):
         from datasets import Image as ImageFeature
 
         self.column = image_column(dataset)
         if isinstance(dataset.features[self.column], ImageFeature):
             dataset = dataset.cast_column(self.column, ImageFeature(decode=False))  # we decode, and catch errors
         self.dataset = dataset
-        self.transform = ImageTransform(resolution, random_flip)
+        self.transform = ImageTransform(resolution)
+        self.random_flip, self.seed, self.epoch = random_flip, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def flips(self, index: int) -> bool:
+        return self.random_flip and random.Random(f"{self.seed}:{self.epoch}:{index}").random() < 0.5
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -140,6 +149,8 @@ class ImageDataset(torch.utils.data.Dataset):
             row = self.dataset[(index + skipped) % len(self.dataset)]
             try:
                 pixels = self.transform(decode(row[self.column]))
+                if self.flips(index):
+                    pixels = pixels.flip(-1)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                 continue
             return {"pixel_values": pixels, "skipped": skipped}

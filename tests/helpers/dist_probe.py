@@ -1,0 +1,41 @@
+"""Run under `accelerate launch --num_processes 2`: train with the flagship recipe, then compare every rank's
+weights and adaptive weight with rank 0's and write the verdict to <output-dir>/sync.json."""
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers.recipes import load_recipe  # noqa: E402
+
+
+def flat(tensors) -> torch.Tensor:
+    return torch.cat([t.detach().float().reshape(-1) for t in tensors])
+
+
+def main(argv):
+    recipe = load_recipe("vqgan_anime")
+    result = recipe.train(recipe.build_parser().parse_args(argv))
+    accelerator = result["accelerator"]
+    tokenizer = result["tokenizer"]
+    parts = {
+        "codebook": flat(tokenizer.quantizer.state_dict().values()),  # codes, EMA statistics, usage counters
+        "generator": flat(tokenizer.state_dict().values()),
+        # parameters: BatchNorm running statistics are per-process until DDP broadcasts them at the next forward
+        "discriminator": flat(result["discriminator"].parameters()),
+        "adaptive_weight": torch.tensor([result["logs"]["adaptive_weight"]]),
+        "rec_loss": torch.tensor([result["logs"]["rec_loss"]]),  # differs: each rank saw its own images
+    }
+    report = {}
+    for name, local in parts.items():
+        every = accelerator.gather(local.to(accelerator.device)[None]).cpu()  # (processes, n)
+        report[name] = {"max_diff": (every - every[0]).abs().max().item(), "processes": every.shape[0]}
+    if accelerator.is_main_process:
+        output_dir = Path(argv[argv.index("--output-dir") + 1])
+        (output_dir / "sync.json").write_text(json.dumps(report))
+    accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,90 @@
+"""The flagship recipe end to end on a tiny config: outputs, exact resume, and every output a user reads."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vqstack
+from helpers.recipes import SHARED_DATA, load_recipe, reset_accelerate, write_image_folder
+
+recipe = load_recipe("vqgan_anime")
+TINY = ["--preset", "tiny", "--num-workers", "0", "--batch-size", "4", "--log-every", "1", "--eval-every", "3",
+        "--sample-every", "3", "--checkpoint-every", "3"]
+
+
+def run(*argv):
+    reset_accelerate()
+    torch.manual_seed(1234)  # anything the run does not seed itself would show up as a mismatch
+    return recipe.main([*TINY, *map(str, argv)])
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"))
+
+
+def test_tiny_run_writes_every_output(images, tmp_path):
+    result = run("--data", images, "--max-steps", 4, "--output-dir", tmp_path)
+    assert result["state"].step == 4
+    assert sorted(p.name for p in tmp_path.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+    assert (tmp_path / "samples" / "step-3.png").is_file() and (tmp_path / "samples" / "step-4.png").is_file()
+    tokenizer = vqstack.Tokenizer.from_pretrained(tmp_path / "tokenizer")
+    assert tokenizer.encode(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 8)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for key in ("rec_loss", "perceptual_loss", "quantizer_loss", "usage", "perplexity", "lr", "images_per_sec"):
+        assert key in steps[0], key
+    assert "d_loss" not in steps[0] and "d_loss" in steps[-1], "the discriminator starts at --disc-start (2)"
+    evals = [r for r in records if "eval/psnr" in r]
+    assert [r["step"] for r in evals] == [3, 4] and "eval/st_lpips" in evals[0]
+
+
+class CrashAfterCheckpoint:
+    """A plugin that kills the run right after its first checkpoint, as a pre-empted job would die."""
+
+    class Crash(Exception):
+        pass
+
+    @vqstack.hookimpl
+    def vqstack_on_checkpoint_saved(self, step, path):
+        raise self.Crash(step)
+
+
+def test_resume_is_exact(images, tmp_path, fresh_plugins):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    run("--data", images, "--max-steps", 6, "--output-dir", straight)
+    vqstack.register_plugin(CrashAfterCheckpoint(), name="crash")
+    with pytest.raises(CrashAfterCheckpoint.Crash):
+        run("--data", images, "--max-steps", 6, "--output-dir", halves)
+    vqstack.unregister_plugin("crash")
+    resumed = run("--data", images, "--max-steps", 6, "--output-dir", halves, "--resume", "latest")
+    assert resumed["state"].step == 6
+    steps = [json.loads(line)["step"] for line in (halves / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == [1, 2, 3, 4, 5, 6], "the resumed run continues its step count"
+    for weights in ("model.safetensors", "model_1.safetensors"):  # tokenizer, discriminator
+        a, b = load_file(straight / "checkpoint-6" / weights), load_file(halves / "checkpoint-6" / weights)
+        assert a.keys() == b.keys()
+        worst = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+        assert worst <= 1e-4, f"{weights}: resumed run differs by {worst}"
+
+
+def test_resume_from_a_missing_checkpoint_names_the_choices(images, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint folder.*--resume latest"):
+        run("--data", images, "--max-steps", 2, "--output-dir", tmp_path, "--resume", tmp_path / "checkpoint-9")
+
+
+def test_plain_vqvae_never_builds_a_discriminator_or_perceptual_net(images, tmp_path):
+    result = run("--data", images, "--max-steps", 2, "--output-dir", tmp_path, "--disc-weight", 0,
+                 "--perceptual-weight", 0, "--quantizer", "fsq")
+    assert result["discriminator"] is None
+    assert result["config"]["tokenizer"]["quantizer"]["name"] == "fsq"
+    assert "d_loss" not in result["logs"] and "perceptual_loss" not in result["logs"]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "anime-faces").is_dir(), reason="../shared/data/anime-faces is absent")
+def test_flagship_command_on_real_anime_faces(tmp_path):
+    result = run("--data", SHARED_DATA / "anime-faces", "--max-steps", 2, "--output-dir", tmp_path)
+    assert result["state"].step == 2 and (tmp_path / "tokenizer" / "model.safetensors").is_file()

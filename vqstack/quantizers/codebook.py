@@ -1,0 +1,250 @@
+"""Shared codebook machinery: chunked nearest-code search, k-means init, dead-code restart, process sync.
+
+Everything here runs in fp32 with autocast off: bf16 distances mis-assign close codes, and bf16 EMA sums drift.
+Nothing builds a tokens x codes table: the search walks the tokens in row chunks whose distance block fits
+``SEARCH_CHUNK_BYTES``, and counts / sums use ``bincount`` / ``index_add_`` (never a one-hot matmul).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .base import Quantizer
+
+# Bytes of one chunk's (rows x codes) fp32 distance block. CPU: chosen with
+# `benchmarks/quantizer_speed.py --sweep-chunks` on a 2-core Sapphire Rapids, where 4-16 MB blocks stay in cache
+# and beat both smaller blocks (thin matmuls) and large ones (memory traffic). Accelerators: big enough for
+# efficient kernels, still bounded (not measured here: no GPU in this workplace).
+SEARCH_CHUNK_BYTES = {"cpu": 8 * 2**20}
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+
+
+# --- processes ---------------------------------------------------------------------------------------------
+
+
+def distributed() -> bool:
+    """True inside an initialised torch.distributed process group."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main_process() -> bool:
+    return not distributed() or dist.get_rank() == 0
+
+
+def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over processes in place (no-op in one process)."""
+    if distributed():
+        dist.all_reduce(tensor)
+    return tensor
+
+
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Overwrite ``tensor`` with rank ``src``'s copy in place (no-op in one process)."""
+    if distributed():
+        dist.broadcast(tensor, src)
+    return tensor
+
+
+def fp32(device: torch.device | str):
+    """Autocast off on ``device``'s type, so distances and updates stay fp32 under bf16/fp16 training."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
+# --- argument checks -------------------------------------------------------------------------------------
+
+
+def check_dim(value, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def check_unit_interval(value, name: str) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+
+
+def check_indices(indices: torch.Tensor, codebook_size: int, who: str, ndim: int = 3) -> None:
+    shape = "(B, H, W)" if ndim == 3 else "(B, H, W, Q)"
+    if indices.dim() != ndim or indices.dtype != torch.long:
+        raise ValueError(f"{who}.indices_to_codes expects long indices of shape {shape}, "
+                         f"got {indices.dtype} of shape {tuple(indices.shape)}.")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= codebook_size):
+        raise ValueError(f"{who}.indices_to_codes: indices must lie in [0, {codebook_size}), "
+                         f"got [{int(indices.min())}, {int(indices.max())}].")
+
+
+# --- search ------------------------------------------------------------------------------------------------
+
+
+def chunk_rows(num_codes: int, chunk_bytes: int | None = None, device: torch.device | str = "cpu") -> int:
+    """Rows per search chunk so that one (rows x num_codes) fp32 block stays within ``chunk_bytes`` (default:
+    the device type's budget)."""
+    budget = chunk_bytes or SEARCH_CHUNK_BYTES.get(torch.device(device).type, DEFAULT_CHUNK_BYTES)
+    return max(1, budget // (4 * max(num_codes, 1)))
+
+
+@torch.no_grad()
+def nearest_codes(x: torch.Tensor, codes: torch.Tensor, cosine: bool = False,
+                  chunk_size: int | None = None) -> torch.Tensor:
+    """Index of the nearest code for each row of ``x`` (N, d) among ``codes`` (K, d), as long (N,).
+
+    Euclidean: argmin of ‖e‖² − 2·x·eᵀ (‖x‖² is constant per row), one ``addmm`` per row chunk into a reused
+    buffer. ``cosine``: argmax of x·eᵀ, for l2-normalised rows and codes. Always fp32, autocast off.
+    """
+    with fp32(x.device):
+        x = x.detach().float()
+        codes = codes.detach().float()
+        n, k = x.shape[0], codes.shape[0]
+        rows = min(n, chunk_size or chunk_rows(k, device=x.device))
+        out = torch.empty(n, dtype=torch.long, device=x.device)
+        if n == 0:
+            return out
+        codes_t = codes.t()
+        block = torch.empty(rows, k, dtype=torch.float32, device=x.device)
+        best = torch.empty(n, dtype=torch.float32, device=x.device)
+        if not cosine:
+            bias = codes.square().sum(1)
+        # torch.min/max(dim) with out= is ~2x faster than argmin/argmax on CPU and allocates nothing
+        for start in range(0, n, rows):
+            xc = x[start:start + rows]
+            d, stop = block[: xc.shape[0]], start + xc.shape[0]
+            if cosine:
+                torch.mm(xc, codes_t, out=d)
+                torch.max(d, dim=1, out=(best[start:stop], out[start:stop]))
+            else:
+                torch.addmm(bias, xc, codes_t, beta=1, alpha=-2, out=d)
+                torch.min(d, dim=1, out=(best[start:stop], out[start:stop]))
+        return out
+
+
+@torch.no_grad()
+def code_stats(x: torch.Tensor, indices: torch.Tensor, num_codes: int, sums: bool = True):
+    """Per-code counts (K,) and, if ``sums``, per-code vector sums (K, d), summed over processes, fp32."""
+    with fp32(x.device):
+        counts = torch.bincount(indices, minlength=num_codes).float()
+        if not sums:
+            return all_reduce_sum_(counts), None
+        x = x.detach().float()
+        # one all_reduce for both: sums with the counts as an extra column
+        packed = torch.zeros(num_codes, x.shape[1] + 1, dtype=torch.float32, device=x.device)
+        packed[:, :-1].index_add_(0, indices, x)
+        packed[:, -1] = counts
+        all_reduce_sum_(packed)
+        return packed[:, -1], packed[:, :-1]
+
+
+# --- sampling, k-means -------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_rows_synced(x: torch.Tensor, num: int) -> torch.Tensor:
+    """``num`` random rows of rank 0's ``x``, broadcast so every process gets the same rows (N < num: repeats)."""
+    out = torch.empty(num, x.shape[1], dtype=torch.float32, device=x.device)
+    if is_main_process():
+        n = x.shape[0]
+        if n >= num:
+            pick = torch.randperm(n, device=x.device)[:num]
+        else:
+            pick = torch.randint(n, (num,), device=x.device)
+        out.copy_(x[pick])
+    return broadcast_(out)
+
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, num_codes: int, iters: int = 10, cosine: bool = False):
+    """Lloyd's k-means on the rows of ``x`` over every process: (centroids (K, d), counts (K,)).
+
+    Seeds are rank 0's rows (broadcast); each step assigns local rows and all-reduces counts and sums, so every
+    process computes the same centroids from all processes' data. Empty clusters keep their previous centroid.
+    """
+    with fp32(x.device):
+        x = x.detach().float()
+        if cosine:
+            x = F.normalize(x, dim=-1)
+        centroids = sample_rows_synced(x, num_codes)
+        counts = torch.zeros(num_codes, device=x.device)
+        for _ in range(iters):
+            indices = nearest_codes(x, centroids, cosine=cosine)
+            counts, sums = code_stats(x, indices, num_codes)
+            means = sums / counts.clamp_min(1)[:, None]
+            if cosine:
+                means = F.normalize(means, dim=-1)
+            centroids = torch.where(counts[:, None] > 0, means, centroids)
+        # all_reduce gives every rank the same sums, but be exact about it: rank 0's result wins
+        return broadcast_(centroids.contiguous()), broadcast_(counts.contiguous())
+
+
+# --- the shared base of codebook quantizers ----------------------------------------------------------------
+
+
+class CodebookQuantizer(Quantizer):
+    """Base of quantizers with an explicit (K, d) codebook: k-means init, dead-code restart, process sync.
+
+    Subclasses call :meth:`init_codebook_state`, implement :meth:`codes` (the (K, d) codes as looked up) and
+    :meth:`write_codes` (overwrite rows of the stored codebook), and call :meth:`prepare_codebook` on the
+    fp32 search vectors before the search in training mode and :meth:`track_usage` after it.
+
+    ``cluster_size`` is the EMA of how many vectors (over all processes) each code received per step; it
+    starts at 1. A code whose ``cluster_size`` falls below ``dead_code_threshold`` is restarted on a random
+    current-batch vector (rank 0's, broadcast) and its ``cluster_size`` reset to the batch's mean count per
+    code (at least the threshold), a grace period before it can be declared dead again.
+    """
+
+    def init_codebook_state(self, codebook_size: int, kmeans_init: bool, kmeans_iters: int,
+                            dead_code_threshold: float, cosine: bool) -> None:
+        if not isinstance(codebook_size, int) or codebook_size < 2:
+            raise ValueError(f"codebook_size must be an int >= 2, got {codebook_size!r}.")
+        if not isinstance(kmeans_iters, int) or kmeans_iters < 1:
+            raise ValueError(f"kmeans_iters must be an int >= 1, got {kmeans_iters!r}.")
+        if dead_code_threshold < 0:
+            raise ValueError(f"dead_code_threshold must be >= 0 (0 turns restarts off), got {dead_code_threshold}.")
+        self.codebook_size = codebook_size
+        self.kmeans_init = kmeans_init
+        self.kmeans_iters = kmeans_iters
+        self.dead_code_threshold = float(dead_code_threshold)
+        self.cosine = cosine
+        self.register_buffer("initted", torch.tensor(not kmeans_init))
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self._synced = False  # first training step in a process group broadcasts rank 0's codebook
+
+    def codes(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def write_codes(self, rows: torch.Tensor, values: torch.Tensor, counts: torch.Tensor) -> None:
+        """Overwrite codebook rows ``rows`` (long) with ``values`` (fp32), whose usage is ``counts``."""
+        raise NotImplementedError
+
+    def sync_state(self) -> None:
+        """Make rank 0's codebook state (parameters and buffers) every process's."""
+        with torch.no_grad():
+            for tensor in [*self.parameters(), *self.buffers()]:
+                broadcast_(tensor.data)
+
+    @torch.no_grad()
+    def prepare_codebook(self, x: torch.Tensor) -> int:
+        """Before the search, in training: sync once, k-means init once, restart dead codes.
+
+        ``x`` are this process's fp32 search vectors (N, d). Returns the number of codes restarted."""
+        if distributed() and not self._synced:
+            self.sync_state()
+        self._synced = True
+        if not bool(self.initted):
+            centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, cosine=self.cosine)
+            self.write_codes(torch.arange(self.codebook_size, device=x.device), centroids, counts.clamp_min(1))
+            self.initted.fill_(True)
+        if self.dead_code_threshold <= 0:
+            return 0
+        dead = (self.cluster_size < self.dead_code_threshold).nonzero().squeeze(1)
+        if dead.numel() == 0:
+            return 0
+        n = torch.tensor(float(x.shape[0]), device=x.device)
+        grace = max(self.dead_code_threshold, float(all_reduce_sum_(n)) / self.codebook_size)
+        values = sample_rows_synced(x, dead.numel())
+        self.write_codes(dead, values, torch.full((dead.numel(),), grace, device=x.device))
+        return dead.numel()
+
+    @torch.no_grad()
+    def track_usage(self, counts: torch.Tensor, decay: float) -> None:
+        """EMA of the per-step counts (already summed over processes)."""
+        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)

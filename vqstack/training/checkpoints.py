@@ -1,0 +1,69 @@
+"""Checkpoint folders: ``checkpoint-<step>/`` written by accelerate's ``save_state`` and marked complete."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+PREFIX = "checkpoint-"
+COMPLETE = "COMPLETE"  # written last, so a run killed mid-save never resumes from a half-written folder
+
+
+class TrainState:
+    """Where training stands; accelerate saves it with the models (``register_for_checkpointing``).
+
+    ``step`` counts optimizer steps; ``batches_in_epoch`` counts micro-batches this process consumed in ``epoch``,
+    so a resumed run skips exactly the data it has seen."""
+
+    def __init__(self):
+        self.step = 0
+        self.epoch = 0
+        self.batches_in_epoch = 0
+        self.images_seen = 0
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in vars(self):
+            setattr(self, key, int(state[key]))
+
+
+def checkpoint_path(output_dir, step: int) -> Path:
+    return Path(output_dir) / f"{PREFIX}{step}"
+
+
+def complete_checkpoints(output_dir) -> list[Path]:
+    """Complete checkpoint folders in ``output_dir``, oldest first."""
+    found = [p for p in Path(output_dir).glob(f"{PREFIX}*") if (p / COMPLETE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def resolve_resume(resume: str | None, output_dir) -> Path | None:
+    """``None`` -> fresh start; ``"latest"`` -> the newest complete checkpoint (or a fresh start when none);
+    a path -> that checkpoint, which must be complete."""
+    if not resume:
+        return None
+    if resume == "latest":
+        found = complete_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / COMPLETE).is_file():
+        known = ", ".join(p.name for p in complete_checkpoints(output_dir)) or "none"
+        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder. "
+                                f"Complete checkpoints in {output_dir}: {known}; or use --resume latest.")
+    return path
+
+
+def save_checkpoint(accelerator, output_dir, step: int, keep: int | None = None) -> Path:
+    """Every process calls this (accelerate's ``save_state`` gathers what it needs); the main one marks the folder
+    complete and removes all but the newest ``keep`` checkpoints."""
+    path = checkpoint_path(output_dir, step)
+    accelerator.save_state(str(path))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (path / COMPLETE).write_text(f"{step}\n")
+        if keep:
+            for old in complete_checkpoints(output_dir)[:-keep]:
+                shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return path

@@ -1,0 +1,122 @@
+"""Tokenizer training configurations: presets, config files, and command-line overrides merged in that order."""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+from pathlib import Path
+
+from ..core.plugins import registry
+
+_TINY_NET = {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": False}
+_BASE_NET = {"ch": 128, "ch_mult": [1, 1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [8],
+             "mid_attention": True}
+
+# Each preset is a complete config; a --config file overrides any part of it, and command-line options override
+# both. Component names are registry names, so a plugin's quantizer or discriminator is used by name.
+PRESETS = {
+    # seconds per step on a laptop CPU: for tests, smoke runs and trying options
+    "tiny": {
+        "resolution": 32,
+        "batch_size": 8,
+        "lr": 4e-4,
+        "tokenizer": {
+            "encoder": {"name": "conv", "kwargs": {**_TINY_NET, "out_channels": 32}},
+            "quantizer": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": 256, "l2_normalize": True}},
+            "decoder": {"name": "conv", "kwargs": {**_TINY_NET, "in_channels": 32}},
+        },
+        "discriminator": {"name": "patchgan", "kwargs": {"ch": 16, "num_layers": 2}},
+        "perceptual": {"name": "stlpips", "kwargs": {"net": "alex"}},
+        "loss": {"disc_start": 2, "perceptual": 0.1, "adversarial": 0.1},
+        "eval_size": 16,
+    },
+    # the real default: a taming-style VQGAN at f=8 with LlamaGen's low-dimensional, l2-normalised codes
+    "base": {
+        "resolution": 64,
+        "batch_size": 32,
+        "lr": 2e-4,
+        "tokenizer": {
+            "encoder": {"name": "conv", "kwargs": {**_BASE_NET, "out_channels": 256}},
+            "quantizer": {"name": "vq", "kwargs": {"dim": 256, "codebook_size": 1024, "codebook_dim": 8,
+                                                   "l2_normalize": True}},
+            "decoder": {"name": "conv", "kwargs": {**_BASE_NET, "in_channels": 256}},
+        },
+        "discriminator": {"name": "patchgan", "kwargs": {"ch": 64, "num_layers": 3}},
+        "perceptual": {"name": "stlpips", "kwargs": {"net": "vgg"}},
+        "loss": {"disc_start": 5000, "perceptual": 1.0, "adversarial": 0.1},
+        "eval_size": 256,
+    },
+}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` on top of ``base``; nested dicts merge, everything else replaces. A component spec naming a
+    different component replaces the old one whole: its arguments belong to the old component."""
+    if "name" in override and override.get("name") != base.get("name"):
+        return copy.deepcopy(override)
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_config_file(path) -> dict:
+    """A JSON or YAML file holding any part of a preset."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {path}: no such file.")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        return yaml.safe_load(text) or {}
+    if path.suffix == ".json":
+        return json.loads(text)
+    raise ValueError(f"--config {path}: use a .json, .yaml or .yml file.")
+
+
+def with_quantizer(config: dict, name: str, file_config: dict) -> dict:
+    """Switch the quantizer to ``name``: its kwargs come from the config file when given there, otherwise the
+    preset's ``dim`` (and ``codebook_size`` for quantizers that take one)."""
+    quantizer = config["tokenizer"]["quantizer"]
+    if quantizer["name"] == name:
+        return config
+    from_file = file_config.get("tokenizer", {}).get("quantizer", {})
+    if "kwargs" in from_file:
+        kwargs = from_file["kwargs"]
+    else:
+        kwargs = {"dim": quantizer["kwargs"]["dim"]}
+        accepted = inspect.signature(registry("quantizer").get(name)).parameters
+        if "codebook_size" in accepted and "codebook_size" in quantizer["kwargs"]:
+            kwargs["codebook_size"] = quantizer["kwargs"]["codebook_size"]
+    config["tokenizer"]["quantizer"] = {"name": name, "kwargs": kwargs}
+    return config
+
+
+def resolve_config(preset: str, config_file=None, overrides: dict | None = None, quantizer: str | None = None):
+    """The run's config: ``preset``, then the config file, then command-line ``overrides`` (None = unset)."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    file_config = read_config_file(config_file) if config_file else {}
+    config = deep_merge(PRESETS[preset], file_config)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, field = key.partition(".")
+        if field:
+            config.setdefault(section, {})[field] = value
+        else:
+            config[key] = value
+    if quantizer:
+        config = with_quantizer(config, quantizer, file_config)
+    scale = config["resolution"] / PRESETS[preset]["resolution"]
+    for part in ("encoder", "decoder"):  # attention resolutions are measured against the nominal resolution
+        kwargs = config["tokenizer"][part].setdefault("kwargs", {})
+        if scale != 1 and "attn_resolutions" not in file_config.get("tokenizer", {}).get(part, {}).get("kwargs", {}):
+            # keep the preset's attention at the same network level when only the image size changes
+            kwargs["attn_resolutions"] = [round(r * scale) for r in kwargs.get("attn_resolutions", [])]
+        kwargs["resolution"] = config["resolution"]
+    return config
