@@ -27,6 +27,7 @@ metrics.jsonl (one JSON object per logged step and per evaluation), and logs/ fo
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def evaluate(tokenizer, images: torch.Tensor, perceptual, batch_size: int) -> di
 def train(args) -> dict:
     output_dir = Path(args.output_dir)
     config = make_config(args)
+    if args.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise SystemExit("--report-to tensorboard needs the tensorboard package: pip install 'vqstack[tensorboard]'.")
     accelerator = Accelerator(
         cpu=cpu_processes(),
         gradient_accumulation_steps=args.grad_accum,

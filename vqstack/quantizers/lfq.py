@@ -87,7 +87,8 @@ class LFQ(Quantizer):
             g = slice(start, start + size)
             start += size
             # bit table (size, 2^size): entry [i, c] is bit i (most significant first) of group code c
-            table = (torch.arange(2 ** size, device=x.device) >> torch.arange(size - 1, -1, -1, device=x.device)[:, None]) & 1
+            shifts = torch.arange(size - 1, -1, -1, device=x.device)[:, None]
+            table = (torch.arange(2**size, device=x.device) >> shifts) & 1
             log_probs = log_neg[:, g].sum(-1, keepdim=True) + (log_pos[:, g] - log_neg[:, g]) @ table.float()
             mean = log_probs.exp().mean(0)
             codebook = codebook - (mean * mean.clamp_min(1e-12).log()).sum()

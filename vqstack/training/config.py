@@ -9,6 +9,7 @@ from pathlib import Path
 from ..core.plugins import registry
 
 _TINY_NET = {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": False}
+_CIFAR_NET = {"ch": 128, "ch_mult": [1, 2, 2], "num_res_blocks": 2, "attn_resolutions": [], "mid_attention": False}
 _BASE_NET = {"ch": 128, "ch_mult": [1, 1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [8],
              "mid_attention": True}
 
@@ -44,6 +45,21 @@ PRESETS = {
         "discriminator": {"name": "patchgan", "kwargs": {"ch": 64, "num_layers": 3}},
         "perceptual": {"name": "stlpips", "kwargs": {"net": "vgg"}},
         "loss": {"disc_start": 5000, "perceptual": 1.0, "adversarial": 0.1},
+        "eval_size": 256,
+    },
+    # the plain VQ-VAE of van den Oord et al. on 32x32 images: f=4 (8x8 tokens), no GAN, no perceptual loss
+    "cifar": {
+        "resolution": 32,
+        "batch_size": 64,
+        "lr": 2e-4,
+        "tokenizer": {
+            "encoder": {"name": "conv", "kwargs": {**_CIFAR_NET, "out_channels": 64}},
+            "quantizer": {"name": "vq", "kwargs": {"dim": 64, "codebook_size": 512}},
+            "decoder": {"name": "conv", "kwargs": {**_CIFAR_NET, "in_channels": 64}},
+        },
+        "discriminator": {"name": "patchgan", "kwargs": {"ch": 64, "num_layers": 2}},
+        "perceptual": {"name": "stlpips", "kwargs": {"net": "vgg"}},
+        "loss": {"disc_start": 0, "perceptual": 0.0, "adversarial": 0.0, "reconstruction": "l2"},
         "eval_size": 256,
     },
 }
