@@ -39,6 +39,59 @@ def cmd_demo(args) -> int:
     return run_demo(data=args.data, quantizer=args.quantizer, resolution=args.resolution, batch=args.batch)
 
 
+def cmd_sample(args) -> int:
+    """Sample images with a trained tokenizer and prior and save them as one grid."""
+    from .pipeline import Pipeline, make_grid_image
+
+    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    images = pipe(args.n, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale, seed=args.seed,
+                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    make_grid_image(images, columns=args.columns).save(args.out)
+    print(f"{len(images)} images of {images[0].size[0]}x{images[0].size[1]} -> {args.out}")
+    return 0
+
+
+def cmd_inpaint(args) -> int:
+    """Repair the masked part of an image: keep the tokens outside the mask, re-sample the rest with the prior."""
+    from PIL import Image
+
+    from .pipeline import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    with Image.open(args.image) as image, Image.open(args.mask) as mask:
+        repaired = pipe.inpaint(image, mask, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale,
+                                seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    repaired.save(args.out)
+    print(f"repaired image -> {args.out}")
+    return 0
+
+
+def parse_labels(text: str | None):
+    """"3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior as is."""
+    if text is None:
+        return None
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
+    p.add_argument("--prior", required=True, type=Path, help="folder with the trained prior (recipes write prior/)")
+    p.add_argument("--labels", default=None,
+                   help='condition: class id, class name or tags such as "blue hair,red eyes" (default: none)')
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (default: 1 = off)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
+    p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=int, default=64, help="image size (default: 64)")
     p.add_argument("--batch", type=int, default=8, help="number of images (default: 8)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sample", help=cmd_sample.__doc__)
+    add_sampling_options(p)
+    p.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
+    p.add_argument("--columns", type=int, default=None, help="images per grid row (default: square-ish)")
+    p.add_argument("--out", type=Path, default=Path("samples.png"), help="grid image to write (default: samples.png)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("inpaint", help=cmd_inpaint.__doc__)
+    add_sampling_options(p)
+    p.add_argument("--image", required=True, type=Path, help="image to repair")
+    p.add_argument("--mask", required=True, type=Path, help="mask image: white where to re-sample, black to keep")
+    p.add_argument("--out", type=Path, default=Path("inpainted.png"), help="image to write (default: inpainted.png)")
+    p.set_defaults(func=cmd_inpaint)
     return parser
 
 

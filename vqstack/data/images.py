@@ -119,8 +119,9 @@ class ImageTransform:
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Training samples ``{"pixel_values", "skipped"}``; an unreadable file is replaced by the next readable one
-    and counted in ``skipped``, so batches keep their size on every process.
+    """Training samples ``{"pixel_values", "skipped", "index"}``; an unreadable file is replaced by the next
+    readable one and counted in ``skipped`` (``index`` is the row actually used), so batches keep their size on
+    every process.
 
     Random flips are drawn from (seed, epoch, index), not from the global RNG, so they are the same in a resumed
     run, with any number of workers."""
@@ -153,7 +154,7 @@ class ImageDataset(torch.utils.data.Dataset):
                     pixels = pixels.flip(-1)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
                 continue
-            return {"pixel_values": pixels, "skipped": skipped}
+            return {"pixel_values": pixels, "skipped": skipped, "index": (index + skipped) % len(self.dataset)}
         raise DataError(f"{MAX_RETRIES} unreadable images in a row from index {index}: is --data really images?")
 
 

@@ -1,0 +1,81 @@
+"""Token datasets: images encoded once by a frozen tokenizer, stored with their labels as Arrow on disk, so
+training a prior never runs the encoder again."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .images import ImageDataset
+
+INFO_NAME = "tokens_info.json"
+
+
+def check_single_codebook(tokenizer) -> None:
+    probe = torch.zeros(1, 3, tokenizer.downsample * 2, tokenizer.downsample * 2)
+    probe = probe.to(next(tokenizer.parameters()).device)
+    if tokenizer.encode(probe).dim() != 3:
+        raise ValueError(
+            f"The tokenizer's quantizer ({type(tokenizer.quantizer).__name__}) gives several tokens per position; "
+            f"the prior models one. Train the tokenizer with a single-codebook quantizer (vq, ema, fsq, lfq) for "
+            f"stage 2.")
+
+
+@torch.no_grad()
+def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, label_columns=(),
+                   batch_size: int = 64, num_workers: int = 0, **info):
+    """Encode every image of the 🤗 dataset ``images`` (center-cropped to ``resolution``, no flips) with the
+    frozen ``tokenizer`` and save ``tokens`` (h*w ints, raster order) plus the ``label_columns`` to ``directory``.
+
+    Each process encodes a contiguous shard and writes it; the main process joins the shards in order. Returns
+    the dataset and its info, loaded on every process."""
+    from datasets import Dataset, Features, Sequence, Value, concatenate_datasets, load_from_disk
+
+    check_single_codebook(tokenizer)
+    tokenizer.eval().to(accelerator.device)
+    directory = Path(directory)
+    shard = images.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
+    samples = ImageDataset(shard, resolution, random_flip=False)
+    loader = torch.utils.data.DataLoader(samples, batch_size=batch_size, num_workers=num_workers)
+    labels = shard.select_columns(list(label_columns)) if label_columns else None
+    rows = {"tokens": [], **{c: [] for c in label_columns}}
+    grid = None
+    for batch in loader:
+        tokens = tokenizer.encode(batch["pixel_values"].to(accelerator.device))
+        grid = tuple(tokens.shape[1:])
+        rows["tokens"] += tokens.flatten(1).cpu().tolist()
+        if labels is not None:
+            picked = labels[batch["index"].tolist()]
+            for column in label_columns:
+                rows[column] += picked[column]
+    shard_dir = directory.with_name(directory.name + ".shards") / f"{accelerator.process_index:05d}"
+    features = Features({"tokens": Sequence(Value("int32")), **{c: images.features[c] for c in label_columns}})
+    Dataset.from_dict(rows, features=features).save_to_disk(str(shard_dir))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shards = sorted(shard_dir.parent.iterdir())
+        merged = concatenate_datasets([load_from_disk(str(p)) for p in shards])
+        save_token_dataset(merged, directory, grid, tokenizer.quantizer.codebook_size, **info)
+        shutil.rmtree(shard_dir.parent)  # the joined copy is on disk; the shards were only for joining
+    accelerator.wait_for_everyone()
+    return load_token_dataset(directory)
+
+
+def save_token_dataset(dataset, directory, grid, codebook_size: int, **info) -> Path:
+    directory = Path(directory)
+    dataset.save_to_disk(str(directory))
+    (directory / INFO_NAME).write_text(json.dumps({"grid": list(grid), "codebook_size": codebook_size, **info},
+                                                  indent=2))
+    return directory
+
+
+def load_token_dataset(directory):
+    """``(dataset, info)`` saved by :func:`save_token_dataset`; info has ``grid`` and ``codebook_size``."""
+    from datasets import load_from_disk
+
+    directory = Path(directory)
+    if not (directory / INFO_NAME).is_file():
+        raise FileNotFoundError(f"{directory} holds no token dataset ({INFO_NAME} missing).")
+    return load_from_disk(str(directory)), json.loads((directory / INFO_NAME).read_text())
