@@ -86,7 +86,7 @@ def test_nearest_code_is_truly_nearest(cls):
 def test_chunked_search_equals_unchunked():
     x, codes = torch.randn(1000, 16), torch.randn(300, 16)
     whole = nearest_codes(x, codes, chunk_size=1000)
-    for chunk in (1, 7, 128, 999):
+    for chunk in (3, 7, 128, 999):
         assert torch.equal(nearest_codes(x, codes, chunk_size=chunk), whole)
     xn, cn = F.normalize(x, dim=-1), F.normalize(codes, dim=-1)
     assert torch.equal(nearest_codes(xn, cn, cosine=True, chunk_size=7), (xn @ cn.T).argmax(1))

@@ -47,12 +47,13 @@ class LFQ(Quantizer):
                  commitment_weight: float = 0.25, entropy_weight: float = 0.1, diversity_weight: float = 1.0,
                  temperature: float = 0.01, entropy_group_bits: int = 8):
         super().__init__()
+        if dim is not None:
+            check_dim(dim, "dim")
         if bits is None:
             bits = dim if dim is not None and dim <= DEFAULT_MAX_BITS else DEFAULT_MAX_BITS
         if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= MAX_BITS:
             raise ValueError(f"bits must be an int in [1, {MAX_BITS}] (codebook_size = 2**bits), got {bits!r}.")
         dim = bits if dim is None else dim
-        check_dim(dim, "dim")
         check_dim(entropy_group_bits, "entropy_group_bits")
         for name, value in (("codebook_scale", codebook_scale), ("temperature", temperature)):
             if value <= 0:

@@ -1,0 +1,174 @@
+"""ARPrior: a Llama-style causal transformer (transformers' LlamaModel) over a tokenizer's image tokens, as LlamaGen.
+
+    prior = vqstack.build("prior", "ar", vocab_size=1024, seq_len=256, num_classes=10)
+    loss = prior(tokens, labels=[3, 1, ...]).loss               # training: next-token cross-entropy
+    tokens = prior.generate(8, labels=3, cfg_scale=3.0, top_k=600, generator=torch.Generator().manual_seed(0))
+
+The input is [condition prefix; image tokens[:-1]] and position P-1+i predicts image token i. The condition prefix
+(see conditions.py) is one start token (unconditional), one class token, or one token per attribute group. The head
+predicts image tokens only, so condition tokens can never be sampled.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlamaConfig, LlamaModel
+
+from .conditions import ConditionVocab
+from .sampling import (CACHE_KINDS, KVCacheStepper, RecomputeStepper, check_sampling_options, sample_tokens)
+
+
+@dataclass
+class PriorOutput:
+    loss: torch.Tensor    # scalar: mean cross-entropy of the image tokens
+    logits: torch.Tensor  # (B, seq_len, vocab_size): logits[:, i] predicts image token i
+
+
+def llamagen_mlp_dim(dim: int) -> int:
+    """SwiGLU hidden size as LlamaGen/Llama: 2/3 of 4*dim (same parameters as a 4x GELU MLP), rounded up to 256."""
+    return -(-int(8 * dim / 3) // 256) * 256
+
+
+class ARPrior(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,                      # image tokens: the tokenizer's codebook_size
+        seq_len: int,                         # tokens per image, h * w in raster order
+        num_classes: int = 0,                 # 0 = unconditional (or attribute-conditional); > 0 = class-conditional
+        dim: int = 512,                       # transformer width
+        depth: int = 8,                       # transformer blocks
+        heads: int = 8,                       # attention heads (dim must divide by it)
+        class_names: list[str] | None = None,        # optional names of the classes, so labels may be names
+        attributes: dict[str, list[str]] | None = None,  # {"hair": ["blue", ...], ...}: one prefix token per group
+        cond_dropout: float = 0.1,            # training: probability a sample's condition is replaced by null (CFG)
+        mlp_dim: int | None = None,           # SwiGLU hidden size (default: LlamaGen's 8/3 * dim rounded up to 256)
+        dropout: float = 0.0,                 # attention dropout while training
+        rope_theta: float = 10000.0,          # RoPE base
+        init_std: float = 0.02,               # std of the normal weight init (the head starts at zero, as LlamaGen)
+    ):
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len), ("dim", dim), ("depth", depth),
+                            ("heads", heads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if dim % heads:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
+        if not 0 <= cond_dropout < 1:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}.")
+        self.vocab_size, self.seq_len, self.cond_dropout = vocab_size, seq_len, cond_dropout
+        self.conditions = ConditionVocab(num_classes, class_names, attributes)
+        self.num_classes = self.conditions.num_classes
+        self.prefix_len = self.conditions.prefix_len
+
+        self.config = LlamaConfig(
+            vocab_size=vocab_size + self.conditions.num_tokens,  # input vocabulary: image tokens + condition tokens
+            hidden_size=dim, intermediate_size=mlp_dim or llamagen_mlp_dim(dim), num_hidden_layers=depth,
+            num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=self.prefix_len + seq_len,
+            rope_theta=rope_theta, rms_norm_eps=1e-5, attention_dropout=dropout, initializer_range=init_std,
+            tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
+            attn_implementation="sdpa",  # PyTorch's fused attention; transformers falls back where it cannot
+        )
+        self.backbone = LlamaModel(self.config)
+        self.head = nn.Linear(dim, vocab_size, bias=False)
+        nn.init.zeros_(self.head.weight)  # uniform first predictions, loss starts at log(vocab_size)
+        self.register_buffer("null_prefix", self.conditions.null + vocab_size, persistent=False)
+
+    @classmethod
+    def example_kwargs(cls) -> dict:
+        """Tiny sizes for tests and conformance checks."""
+        return {"vocab_size": 32, "seq_len": 16, "num_classes": 3, "dim": 32, "depth": 2, "heads": 2}
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def condition_tokens(self, labels, n: int) -> torch.Tensor:
+        """The condition prefix (n, prefix_len) of ``labels``, as input-vocabulary ids."""
+        return (self.conditions.encode(labels, n) + self.vocab_size).to(self.device)
+
+    def check_tokens(self, tokens: torch.Tensor, what: str = "tokens") -> torch.Tensor:
+        """(B, seq_len) or (B, h, w) integer tokens -> (B, seq_len) long, with a clear error otherwise."""
+        if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dim() < 2:
+            raise ValueError(f"{what} must be an integer tensor (B, seq_len) or (B, h, w), got "
+                             f"{getattr(tokens, 'dtype', type(tokens).__name__)} {tuple(getattr(tokens, 'shape', ()))}.")
+        tokens = tokens.reshape(tokens.shape[0], -1).long()
+        if tokens.shape[1] != self.seq_len:
+            raise ValueError(f"{what} hold {tokens.shape[1]} tokens per sample, this prior models seq_len="
+                             f"{self.seq_len}.")
+        return tokens
+
+    def forward(self, tokens: torch.Tensor, labels=None) -> PriorOutput:
+        """Next-token cross-entropy of image ``tokens`` (B, seq_len) given ``labels`` (None = null condition)."""
+        tokens = self.check_tokens(tokens)
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(tokens.min())}, "
+                             f"{int(tokens.max())}]: was the prior built for this tokenizer's codebook_size?")
+        prefix = self.condition_tokens(labels, tokens.shape[0])
+        if self.training and self.cond_dropout > 0 and self.conditions.is_conditional:
+            # classifier-free guidance learns the unconditional model from the same network
+            drop = torch.rand(tokens.shape[0], 1, device=tokens.device) < self.cond_dropout
+            prefix = torch.where(drop, self.null_prefix, prefix)
+        hidden = self.backbone(input_ids=torch.cat([prefix, tokens[:, :-1]], 1), use_cache=False).last_hidden_state
+        logits = self.head(hidden[:, self.prefix_len - 1:])
+        loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
+        return PriorOutput(loss=loss, logits=logits)
+
+    @torch.inference_mode()
+    def generate(self, n: int, labels=None, cfg_scale: float = 1.0, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
+                 known: torch.Tensor | None = None, use_cache: bool = True, cache: str = "preallocated",
+                 ) -> torch.Tensor:
+        """Sample ``n`` token sequences -> long (n, seq_len) in [0, vocab_size).
+
+        labels       one label for all n, or one per sample (ids, class names, "blue hair,red eyes" tags; None = null)
+        cfg_scale    classifier-free guidance scale; 1 = none. s != 1 runs [conditional; null] halves in one batch
+        temperature  softmax temperature; 0 = greedy
+        top_k/top_p  sample among the k likeliest tokens / the smallest set holding probability p
+        generator    a torch.Generator: the same seed gives the same tokens
+        known        (n, seq_len) or (n, h, w) tokens to keep, -1 where to sample (inpainting, raster order)
+        use_cache    False re-runs the whole prefix every step (slow; a reference for tests and benchmarks)
+        cache        KV cache kind: "preallocated" (fastest here), "dynamic" or "static" (transformers' classes)
+        """
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}.")
+        check_sampling_options(temperature, top_k, top_p, cfg_scale)
+        if cache not in CACHE_KINDS:
+            raise ValueError(f"Unknown cache kind {cache!r}; choose from {CACHE_KINDS}.")
+        guided = cfg_scale != 1
+        if guided and not self.conditions.is_conditional:
+            raise ValueError(f"cfg_scale={cfg_scale} needs a conditional prior (num_classes > 0 or attributes); this "
+                             f"one is unconditional. Use cfg_scale=1.")
+        prefix = self.condition_tokens(labels, n)
+        if guided:  # one batch: [conditional; unconditional]
+            prefix = torch.cat([prefix, self.null_prefix.expand(n, -1)])
+        if known is not None:
+            known = self.check_tokens(known.to(self.device), "known")
+            if known.shape[0] not in (1, n):
+                raise ValueError(f"known has {known.shape[0]} rows for n={n} samples; give 1 or n.")
+            known = known.expand(n, -1)
+            if known.min() < -1 or known.max() >= self.vocab_size:
+                raise ValueError(f"known tokens must be -1 (unknown) or in [0, {self.vocab_size}).")
+        stepper = (KVCacheStepper if use_cache else RecomputeStepper)(
+            self.backbone, self.head, self.prefix_len + self.seq_len, cache=cache)
+        with evaluating(self):
+            return sample_tokens(stepper, prefix, self.seq_len, self.vocab_size, cfg_scale if guided else None,
+                                 temperature, top_k, top_p, generator, known)
+
+    def extra_repr(self) -> str:
+        return (f"vocab_size={self.vocab_size}, seq_len={self.seq_len}, conditions={self.conditions.mode}, "
+                f"prefix_len={self.prefix_len}")
+
+
+@contextmanager
+def evaluating(module: nn.Module):
+    """Eval mode for the duration (no attention dropout), then the previous mode back."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

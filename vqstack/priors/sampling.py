@@ -1,0 +1,221 @@
+"""Sampling from an autoregressive prior: logits processing and the cached decoding loop.
+
+Per step, in this order (the order matters):
+    1. classifier-free guidance: combine the [conditional; unconditional] halves, uncond + s * (cond - uncond);
+    2. mask invalid tokens with -inf (after combining: -inf - -inf would be NaN);
+    3. temperature, top-k, top-p;
+    4. sample ONE token per image and feed it to both halves, so they describe the same partial image.
+
+The loop calls a transformers decoder one token at a time with its KV cache (``KVCacheStepper``); ``RecomputeStepper``
+re-runs the whole prefix every step instead (no cache), as a reference for tests and benchmarks.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticCache
+
+# --- logits processing ---------------------------------------------------------------------------------------------
+
+
+def cfg_combine(logits: torch.Tensor, scale: float) -> torch.Tensor:
+    """(2n, V) logits of [conditional; unconditional] rows -> (n, V) guided logits."""
+    cond, uncond = logits.chunk(2)
+    return uncond + scale * (cond - uncond)
+
+
+def mask_invalid(logits: torch.Tensor, num_valid: int) -> torch.Tensor:
+    """-inf for every token id >= num_valid (condition tokens, padding), so they can never be sampled."""
+    if logits.shape[-1] > num_valid:
+        logits = logits.clone()
+        logits[..., num_valid:] = float("-inf")
+    return logits
+
+
+def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits per row (ties with the k-th included), -inf elsewhere."""
+    if k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus: keep the smallest set of likeliest tokens whose probability reaches p (always at least one)."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    # drop a token when the tokens before it already hold p of the mass
+    drop_sorted = (probs.cumsum(-1) - probs) >= p
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, cfg_scale: float) -> None:
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}.")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}.")
+    if not isinstance(cfg_scale, (int, float)) or cfg_scale != cfg_scale:
+        raise ValueError(f"cfg_scale must be a number (1 = no guidance), got {cfg_scale!r}.")
+
+
+def process_logits(logits: torch.Tensor, num_valid: int, cfg_scale: float | None = None, temperature: float = 1.0,
+                   top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Raw next-token logits (B, V') -> the float32 logits to sample from, (n, V').
+
+    With ``cfg_scale`` the rows are [conditional; unconditional] halves (B = 2n) and are combined first."""
+    logits = logits.float()  # a bf16 model still samples from fp32 probabilities
+    if cfg_scale is not None:
+        logits = cfg_combine(logits, cfg_scale)
+    logits = mask_invalid(logits, num_valid)
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k is not None:
+        logits = filter_top_k(logits, top_k)
+    if top_p is not None:
+        logits = filter_top_p(logits, top_p)
+    return logits
+
+
+def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None = None,
+                       greedy: bool = False) -> torch.Tensor:
+    """One token per row of (n, V) processed logits -> long (n,)."""
+    if greedy:
+        return logits.argmax(-1)
+    probs = logits.softmax(-1)
+    # Exponential race: argmax(p / E) with E ~ Exp(1) is an exact categorical sample. The noise is drawn on the
+    # generator's device, so one CPU generator gives the same tokens whatever device the model is on.
+    device = generator.device if generator is not None else probs.device
+    noise = torch.empty(probs.shape, device=device).exponential_(generator=generator).to(probs.device)
+    return (probs / noise).argmax(-1)
+
+
+# --- the model, one step at a time ---------------------------------------------------------------------------------
+
+# transformers 5 renamed `past_key_values` to `cache`; pass whichever this version's decoder takes.
+def cache_keyword(backbone) -> str:
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A KV-cache layer that writes into buffers allocated once for the whole sequence and returns views of the
+    filled part. DynamicCache concatenates (copying the whole cache every step, quadratic traffic); StaticCache
+    attends over all max_len slots behind a mask. This does neither; see benchmarks/sampling_speed.py."""
+
+    def __init__(self, max_len: int):
+        super().__init__()
+        self.max_len, self.length = max_len, 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        b, h, _, d = key_states.shape
+        self.device = key_states.device
+        self.key_buffer = key_states.new_empty(b, h, self.max_len, d)
+        self.value_buffer = value_states.new_empty(b, h, self.max_len, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        start, end = self.length, self.length + key_states.shape[-2]
+        if end > self.max_len:
+            raise RuntimeError(f"KV cache full: {end} tokens > max_len {self.max_len}.")
+        self.key_buffer[:, :, start:end] = key_states
+        self.value_buffer[:, :, start:end] = value_states
+        self.length = end
+        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+CACHE_KINDS = ("preallocated", "dynamic", "static")
+
+
+def make_cache(config, max_len: int, kind: str = "preallocated") -> Cache:
+    """A transformers KV cache for ``max_len`` tokens: "preallocated" (default, fastest here), "dynamic", "static"."""
+    if kind == "preallocated":
+        return Cache(layers=[PreallocatedLayer(max_len) for _ in range(config.num_hidden_layers)])
+    if kind == "dynamic":
+        return DynamicCache(config=config)
+    if kind == "static":
+        return StaticCache(config=config, max_cache_len=max_len)
+    raise ValueError(f"Unknown cache kind {kind!r}; choose from {CACHE_KINDS}.")
+
+
+class KVCacheStepper:
+    """Feeds new tokens to a transformers decoder that keeps its keys/values; returns the last position's logits."""
+
+    def __init__(self, backbone, head, max_len: int, cache: str = "preallocated"):
+        self.backbone, self.head = backbone, head
+        self.cache = make_cache(backbone.config, max_len, cache)
+        self.cache_kw = cache_keyword(backbone)
+        device = backbone.embed_tokens.weight.device
+        self.positions = torch.arange(max_len, device=device)[None]  # sliced per step, never re-allocated
+        self.length = 0
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) appended after everything fed so far -> next-token logits (B, V)."""
+        end = self.length + ids.shape[1]
+        hidden = self.backbone(input_ids=ids, position_ids=self.positions[:, self.length:end], use_cache=True,
+                               **{self.cache_kw: self.cache}).last_hidden_state
+        self.length = end
+        return self.head(hidden[:, -1])  # the head runs on the last position only
+
+
+class RecomputeStepper:
+    """The same interface without a cache: re-runs the full sequence every step (reference and baseline)."""
+
+    def __init__(self, backbone, head, max_len: int = 0, cache: str | None = None):
+        self.backbone, self.head, self.ids = backbone, head, None
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        self.ids = ids if self.ids is None else torch.cat([self.ids, ids], 1)
+        hidden = self.backbone(input_ids=self.ids, use_cache=False).last_hidden_state
+        return self.head(hidden[:, -1])
+
+
+# --- the loop ----------------------------------------------------------------------------------------------------
+
+
+def leading_known(known: torch.Tensor | None) -> int:
+    """How many first positions are known for every sample (they are fed in one prefill, not sampled)."""
+    if known is None:
+        return 0
+    unknown = (known < 0).any(0)
+    return int(unknown.float().argmax()) if unknown.any() else known.shape[1]
+
+
+def sample_tokens(step, prefix: torch.Tensor, seq_len: int, num_valid: int, cfg_scale: float | None = None,
+                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                  generator: torch.Generator | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample ``seq_len`` tokens after ``prefix`` (B, P) condition tokens -> long (n, seq_len).
+
+    ``step(ids)`` appends ids (B, T) and returns next-token logits (B, V'). With ``cfg_scale`` the prefix rows are
+    [conditional; unconditional] halves (B = 2n): their logits are combined and each sampled token goes to both.
+    ``known`` (n, seq_len), -1 where unknown, forces its tokens."""
+    guided = cfg_scale is not None
+    n = prefix.shape[0] // 2 if guided else prefix.shape[0]
+    out = torch.empty(n, seq_len, dtype=torch.long, device=prefix.device)
+    start = leading_known(known)
+    if start:  # known leading tokens join the prefill: one forward for all of them
+        out[:, :start] = known[:, :start]
+        prefix = torch.cat([prefix, known[:, :start].repeat(2, 1) if guided else known[:, :start]], 1)
+    if start == seq_len:
+        return out
+    logits = step(prefix)
+    for t in range(start, seq_len):
+        token = sample_from_logits(process_logits(logits, num_valid, cfg_scale, temperature, top_k, top_p),
+                                   generator, greedy=temperature == 0)
+        if known is not None:
+            token = torch.where(known[:, t] >= 0, known[:, t], token)
+        out[:, t] = token
+        if t + 1 < seq_len:
+            # the SAME token for the conditional and the unconditional half of each image
+            logits = step((torch.cat([token, token]) if guided else token)[:, None])
+    return out
