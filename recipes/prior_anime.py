@@ -40,6 +40,7 @@ from vqstack.training.runtime import cpu_processes
 
 PRESETS = {
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "batch_size": 32, "lr": 1e-3},
+    "small": {"dim": 256, "depth": 4, "heads": 4, "batch_size": 64, "lr": 1e-3},  # ~3M parameters: CPU runs
     "base": {"dim": 512, "depth": 8, "heads": 8, "batch_size": 64, "lr": 3e-4},  # ~25M parameters
 }
 
@@ -141,7 +142,7 @@ def train(args) -> dict:
         if missing:
             raise SystemExit(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
         tokens, info = encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
-                                      tokenizer=str(args.tokenizer), resolution=resolution)
+                                      source_tokenizer=str(args.tokenizer), image_size=resolution)
     tokenizer.to(accelerator.device)
     conditions = [condition_of(row, attributes, args.class_column) for row in tokens.select_columns(label_columns)] \
         if label_columns else [None] * len(tokens)
@@ -234,7 +235,7 @@ def train(args) -> dict:
             state.epoch += 1
             state.batches_in_epoch = 0
     progress.close()
-    return {"accelerator": accelerator, "prior": raw_prior, "state": state, "loss": float(loss), "info": info}
+    return {"accelerator": accelerator, "prior": raw_prior, "state": state, "loss": loss.detach().item(), "info": info}
 
 
 def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:

@@ -199,11 +199,10 @@ def train(args) -> dict:
     hook().vqstack_on_train_start(config=config, accelerator=accelerator)
     observers = hook().vqstack_on_step_end.get_hookimpls()  # skip float conversions when nobody listens
 
-    def export(step: int) -> None:
-        """tokenizer/ (EMA weights when kept), samples and evaluation, on the main process."""
-        model = ema.module if ema is not None else raw_tokenizer
+    def export() -> None:
+        """tokenizer/ (the EMA weights when kept), written by the main process."""
         if accelerator.is_main_process:
-            model.save_pretrained(output_dir / "tokenizer")
+            (ema.module if ema is not None else raw_tokenizer).save_pretrained(output_dir / "tokenizer")
 
     def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
         model = ema.module if ema is not None else raw_tokenizer
@@ -284,7 +283,7 @@ def train(args) -> dict:
             last = state.step == args.max_steps
             if state.step % args.checkpoint_every == 0 or last:
                 path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
-                export(state.step)
+                export()
                 hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
             evaluate_and_sample(state.step, do_eval=state.step % args.eval_every == 0 or last,
                                 do_sample=state.step % args.sample_every == 0 or last)

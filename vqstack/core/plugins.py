@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "vqstack.quantizers",
     "vqstack.discriminators",
     "vqstack.perceptual",
+    "vqstack.priors",
 )
 
 

@@ -25,7 +25,7 @@ def check_single_codebook(tokenizer) -> None:
 
 @torch.no_grad()
 def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, label_columns=(),
-                   batch_size: int = 64, num_workers: int = 0, **info):
+                   batch_size: int = 64, num_workers: int = 0, **info):  # info: extra fields for tokens_info.json
     """Encode every image of the 🤗 dataset ``images`` (center-cropped to ``resolution``, no flips) with the
     frozen ``tokenizer`` and save ``tokens`` (h*w ints, raster order) plus the ``label_columns`` to ``directory``.
 

@@ -19,7 +19,7 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
 from .conditions import ConditionVocab
-from .sampling import (CACHE_KINDS, KVCacheStepper, RecomputeStepper, check_sampling_options, sample_tokens)
+from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, check_sampling_options, sample_tokens)
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ARPrior(nn.Module):
             num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=self.prefix_len + seq_len,
             rope_theta=rope_theta, rms_norm_eps=1e-5, attention_dropout=dropout, initializer_range=init_std,
             tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-            attn_implementation="sdpa",  # PyTorch's fused attention; transformers falls back where it cannot
+            attn_implementation=ATTENTION,  # PyTorch's SDPA (plain matmuls for batched one-token steps on CPU)
         )
         self.backbone = LlamaModel(self.config)
         self.head = nn.Linear(dim, vocab_size, bias=False)

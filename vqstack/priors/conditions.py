@@ -121,6 +121,8 @@ class ConditionVocab:
 
     def encode_one(self, label) -> torch.Tensor:
         """Condition tokens (prefix_len,) of one label."""
+        if isinstance(label, torch.Tensor) and label.dim() == 0:
+            label = label.item()
         if label is None or (isinstance(label, str) and not label.strip()):
             return self.null.clone()
         if self.mode == "unconditional":

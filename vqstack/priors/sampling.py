@@ -14,7 +14,10 @@ from __future__ import annotations
 import inspect
 
 import torch
+from transformers import AttentionInterface
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticCache
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 # --- logits processing ---------------------------------------------------------------------------------------------
 
@@ -100,6 +103,25 @@ def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None =
 # transformers 5 renamed `past_key_values` to `cache`; pass whichever this version's decoder takes.
 def cache_keyword(backbone) -> str:
     return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+
+
+def sdpa_or_matmul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """transformers' SDPA attention, except for one-query decode steps of a batch on CPU: there SDPA's flash kernel
+    reads the KV cache about 2x slower than a plain matmul-softmax-matmul (benchmarks/sampling_speed.py)."""
+    batch, heads, q_len, head_dim = query.shape
+    if (q_len == 1 and attention_mask is None and query.device.type == "cpu" and batch * heads >= 32
+            and key.shape[1] == heads and not module.training):
+        scores = torch.matmul(query, key.transpose(2, 3)) * (scaling or head_dim ** -0.5)
+        probs = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
+        return torch.matmul(probs, value).transpose(1, 2), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                  **kwargs)
+
+
+# Registered through transformers' own extension point; the prior's LlamaConfig names it as attn_implementation.
+ATTENTION = "vqstack_sdpa"
+AttentionInterface.register(ATTENTION, sdpa_or_matmul_attention)
+AttentionMaskInterface.register(ATTENTION, sdpa_mask)
 
 
 class PreallocatedLayer(DynamicLayer):

@@ -1,0 +1,185 @@
+"""Sampling speed of the AR prior: KV-cached loop vs re-running the whole prefix, with and without guidance.
+
+The model is the default prior (vocab 1024, 256 tokens = a 16x16 grid, dim 512, 8 blocks, 8 heads, 10 classes) with
+random weights; speed does not depend on what it learnt. Every case is timed over ``--reps`` runs after a warm-up
+and reported as the fastest run (the median is kept too). "floor_s" is the arithmetic floor: the matmul FLOPs of the
+run divided by this machine's measured large-matmul throughput.
+
+    python benchmarks/sampling_speed.py [--device cpu|cuda] [--dtype float32|bfloat16] [--json-out results.json]
+    python benchmarks/sampling_speed.py --quick      # batches 1 and 8, one rep, the no-cache loop on 64 tokens only
+
+Prints JSON. Cases: batch 1, 8, 64, each unguided and with classifier-free guidance (2x batch in one forward); at
+batch 8 also transformers' DynamicCache / StaticCache instead of our preallocated cache, and the no-cache loop (which
+re-runs the full prefix every step). The no-cache loop at batch 64 is skipped: it costs ~100x the cached run.
+Shared machines: CPU pressure (Linux PSI) is recorded before and after; compare runs only when it stayed low.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+import torch
+import transformers
+
+from vqstack.priors import ARPrior
+from vqstack.priors.sampling import KVCacheStepper, RecomputeStepper, sample_tokens
+
+MODEL = {"vocab_size": 1024, "seq_len": 256, "num_classes": 10, "dim": 512, "depth": 8, "heads": 8}
+CFG_SCALE = 3.0
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cpu_pressure() -> float | None:
+    """Share of the last 10 s in which some runnable task waited for a CPU (other processes competing)."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            return float(f.readline().split()[1].split("=")[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """Throughput of a large square matmul: what the arithmetic floor is measured against."""
+    a = torch.randn(2048, 2048, device=device, dtype=dtype)
+    b = torch.randn(2048, 2048, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
+def sampling_gflop(prior: ARPrior, batch: int, steps: int, cached: bool) -> float:
+    """Forward FLOPs of sampling ``steps`` tokens for ``batch`` rows: 2 * params per token through every linear
+    layer, plus attention (QK^T and PV) over the visible positions."""
+    cfg = prior.config
+    linear = sum(m.weight.numel() for name, m in prior.named_modules()
+                 if isinstance(m, torch.nn.Linear) and name != "head")
+    prefix = prior.prefix_len
+    if cached:  # every position goes through the model once; the head runs once per step
+        positions = [prefix + steps - 1]
+        tokens = prefix + steps - 1
+    else:  # step t re-runs all prefix + t positions
+        positions = [prefix + t for t in range(steps)]
+        tokens = sum(positions)
+    attention = sum(4 * cfg.hidden_size * n * (n + 1) / 2 for n in positions) * cfg.num_hidden_layers
+    head = 2 * prior.head.weight.numel() * steps
+    return batch * (2 * linear * tokens + attention + head) / 1e9
+
+
+def time_sampling(prior: ARPrior, batch: int, guided: bool, reps: int, steps: int | None = None,
+                  cached: bool = True, cache: str = "preallocated") -> dict:
+    steps = steps or prior.seq_len
+    device = prior.device
+    labels = torch.arange(batch) % prior.num_classes
+    prefix = prior.condition_tokens(labels, batch)
+    if guided:
+        prefix = torch.cat([prefix, prior.null_prefix.expand(batch, -1)])
+
+    def run(n_steps: int) -> None:
+        stepper = (KVCacheStepper if cached else RecomputeStepper)(
+            prior.backbone, prior.head, prior.prefix_len + prior.seq_len, cache=cache)
+        with torch.inference_mode():
+            sample_tokens(stepper, prefix, n_steps, prior.vocab_size, CFG_SCALE if guided else None,
+                          generator=torch.Generator(device).manual_seed(0))
+        sync(device)
+
+    run(min(steps, 8))  # warm-up: kernels, allocator
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run(steps)
+        times.append(time.perf_counter() - start)
+    seconds = min(times)
+    rows = 2 * batch if guided else batch
+    gflop = sampling_gflop(prior, rows, steps, cached)
+    return {"batch": batch, "cfg": guided, "cache": cache if cached else "none", "tokens": steps,
+            "seconds": round(seconds, 3), "median_seconds": round(statistics.median(times), 3),
+            "images_per_s": round(batch * steps / prior.seq_len / seconds, 3),
+            "tokens_per_s": round(batch * steps / seconds, 1),
+            "gflop": round(gflop, 1), "gflops_achieved": round(gflop / seconds, 1)}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model weights dtype")
+    p.add_argument("--reps", type=int, default=None, help="timed runs per case (default: 2, --quick: 1)")
+    p.add_argument("--quick", action="store_true", help="batches 1 and 8 only, one rep, no-cache on 64 tokens")
+    p.add_argument("--json-out", default=None, help="also write the JSON here")
+    args = p.parse_args(argv)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    reps = args.reps or (1 if args.quick else 2)
+
+    torch.manual_seed(0)
+    prior = ARPrior(**MODEL)
+    torch.nn.init.normal_(prior.head.weight, std=0.02)  # the zero-initialised head would sample uniformly
+    prior = prior.to(device=device, dtype=dtype).eval()
+    pressure_before = cpu_pressure()
+    peak = matmul_gflops(device, dtype)
+
+    results = []
+    for batch in (1, 8) if args.quick else (1, 8, 64):
+        for guided in (False, True):
+            results.append(time_sampling(prior, batch, guided, reps))
+    if not args.quick:
+        for cache in ("dynamic", "static"):
+            results.append(time_sampling(prior, 8, False, reps, cache=cache))
+    # The no-cache loop: the full 256 tokens (~100x the cached run), or the first 64 with --quick, next to the
+    # cached loop over the same tokens.
+    no_cache_steps = 64 if args.quick else prior.seq_len
+    no_cache = time_sampling(prior, 8, False, 1, steps=no_cache_steps, cached=False)
+    cached_same = (next(r for r in results if r["batch"] == 8 and not r["cfg"]) if not args.quick
+                   else time_sampling(prior, 8, False, reps, steps=no_cache_steps))
+    results.append(no_cache)
+
+    def find(batch, guided, cache="preallocated"):
+        return next(r for r in results if (r["batch"], r["cfg"], r["cache"]) == (batch, guided, cache))
+
+    b8, b8_cfg = find(8, False), find(8, True)
+    for r in results:
+        r["floor_s"] = round(r["gflop"] / peak, 3)
+        r["x_floor"] = round(r["seconds"] / r["floor_s"], 2)
+    summary = {
+        "batch8_seconds": b8["seconds"], "batch8_target_seconds": 3.0,
+        "batch8_x_floor": b8["x_floor"], "x_floor_target": 3.0,
+        "cache_speedup_batch8": round(no_cache["seconds"] / cached_same["seconds"], 1),
+        "cache_speedup_over_tokens": no_cache_steps, "cache_speedup_target": 10.0,
+        "cfg_cost_batch8": round(b8_cfg["seconds"] / b8["seconds"], 2), "cfg_cost_target": 2.2,
+    }
+    if not args.quick:
+        summary["cfg_cost_batch64"] = round(find(64, True)["seconds"] / find(64, False)["seconds"], 2)
+    report = {
+        "benchmark": "prior sampling speed", "model": MODEL, "dtype": args.dtype, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "torch": torch.__version__, "transformers": transformers.__version__, "reps": reps,
+        "matmul_gflops": round(peak, 1), "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
+        "summary": summary, "results": results,
+        "notes": ["cache 'none' = no KV cache, the full prefix re-run every step"
+                  + (" (first 64 tokens only, --quick)" if args.quick else ""),
+                  "no-cache at batch 64 skipped: about 100x the cached run's time"],
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            f.write(text + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
