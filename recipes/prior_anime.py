@@ -170,6 +170,8 @@ def train(args) -> dict:
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
     sample_labels = default_sample_labels(args, kwargs)
+    for label in sample_labels:  # an unknown label fails now, naming the known ones, not at the first sample grid
+        raw_prior.condition_tokens(label, 1)
     hook().vqstack_on_train_start(config={**kwargs, "batch_size": batch_size, "lr": lr}, accelerator=accelerator)
 
     def sample_grid(step: int) -> None:

@@ -43,9 +43,15 @@ def _assert_grad_reaches(x: torch.Tensor, what: str) -> None:
 def _assert_same_outputs(a, b, x: torch.Tensor, what: str) -> None:
     with torch.no_grad():
         ya, yb = a(x), b(x)
-    ya = ya.quantized if isinstance(ya, QuantizerOutput) else ya
-    yb = yb.quantized if isinstance(yb, QuantizerOutput) else yb
+    ya, yb = _main_tensor(ya), _main_tensor(yb)
     torch.testing.assert_close(ya, yb, msg=f"{what}: outputs differ after the round trip")
+
+
+def _main_tensor(output):
+    """The tensor a component's output is judged by: quantized codes, prior logits, or the output itself."""
+    if isinstance(output, QuantizerOutput):
+        return output.quantized
+    return getattr(output, "logits", output)
 
 
 def check_round_trips(component, x: torch.Tensor) -> None:
@@ -140,12 +146,33 @@ def check_perceptual(perceptual, batch: int = 2, size: int = 32) -> None:
     assert same.abs().max() < 1e-4 + 1e-3 * d.detach().abs().max(), f"{name}: distance of identical images != 0"
 
 
+def check_prior(prior, batch: int = 2) -> None:
+    name = type(prior).__name__
+    assert isinstance(prior.vocab_size, int) and isinstance(prior.seq_len, int), f"{name}: vocab_size, seq_len ints"
+    tokens = torch.randint(0, prior.vocab_size, (batch, prior.seq_len))
+    prior.train()
+    out = prior(tokens)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss), f"{name}: loss must be a finite scalar"
+    assert out.logits.shape == (batch, prior.seq_len, prior.vocab_size), f"{name}: logits must be (B, L, V)"
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in prior.parameters()), f"{name}: no gradient"
+    prior.eval()
+    with torch.no_grad():
+        first = prior.generate(batch, generator=torch.Generator().manual_seed(0))
+        again = prior.generate(batch, generator=torch.Generator().manual_seed(0))
+    assert first.dtype == torch.long and first.shape == (batch, prior.seq_len), f"{name}: generate -> long (n, L)"
+    assert first.min() >= 0 and first.max() < prior.vocab_size, f"{name}: generated token out of range"
+    assert torch.equal(first, again), f"{name}: the same generator seed must give the same tokens"
+    check_round_trips(prior, tokens)
+
+
 CHECKS = {
     "quantizer": check_quantizer,
     "encoder": check_encoder,
     "decoder": check_decoder,
     "discriminator": check_discriminator,
     "perceptual": check_perceptual,
+    "prior": check_prior,
 }
 
 
