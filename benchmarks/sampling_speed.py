@@ -2,8 +2,9 @@
 
 The model is the default prior (vocab 1024, 256 tokens = a 16x16 grid, dim 512, 8 blocks, 8 heads, 10 classes) with
 random weights; speed does not depend on what it learnt. Every case is timed over ``--reps`` runs after a warm-up
-and reported as the fastest run (the median is kept too). "floor_s" is the arithmetic floor: the matmul FLOPs of the
-run divided by this machine's measured large-matmul throughput.
+and reported as the fastest run (the median is kept too). "floor_s" is the larger of two floors measured on this
+machine: the run's FLOPs at large-matmul throughput, and its compulsory memory traffic (every weight once per step,
+the KV cache read once per step) at the bandwidth of a large reduction. Small-batch decoding is bound by the second.
 
     python benchmarks/sampling_speed.py [--device cpu|cuda] [--dtype float32|bfloat16] [--json-out results.json]
     python benchmarks/sampling_speed.py --quick      # batches 1 and 8, one rep, the no-cache loop on 64 tokens only
@@ -60,6 +61,30 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
         sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * 2048 ** 3 / best / 1e9
+
+
+def memory_gbps(device: torch.device) -> float:
+    """Read bandwidth: summing a 512 MB tensor (far larger than any cache)."""
+    x = torch.ones(128 * 2 ** 20, device=device)
+    x.sum()
+    sync(device)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        x.sum()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
+def sampling_gbytes(prior: ARPrior, batch: int, steps: int) -> float:
+    """Memory read by a cached run: all weights once per step, plus the keys and values seen so far."""
+    cfg = prior.config
+    element = prior.head.weight.element_size()
+    weights = sum(m.weight.numel() for m in prior.modules() if isinstance(m, torch.nn.Linear)) * element
+    cached = sum(prior.prefix_len + t for t in range(steps))  # positions in the cache at each step
+    kv = 2 * cfg.num_hidden_layers * cfg.hidden_size * batch * cached * element
+    return (weights * steps + kv) / 1e9
 
 
 def sampling_gflop(prior: ARPrior, batch: int, steps: int, cached: bool) -> float:
@@ -129,7 +154,7 @@ def main(argv=None) -> dict:
     torch.nn.init.normal_(prior.head.weight, std=0.02)  # the zero-initialised head would sample uniformly
     prior = prior.to(device=device, dtype=dtype).eval()
     pressure_before = cpu_pressure()
-    peak = matmul_gflops(device, dtype)
+    peak, bandwidth = matmul_gflops(device, dtype), memory_gbps(device)
 
     results = []
     for batch in (1, 8) if args.quick else (1, 8, 64):
@@ -151,8 +176,11 @@ def main(argv=None) -> dict:
 
     b8, b8_cfg = find(8, False), find(8, True)
     for r in results:
-        r["floor_s"] = round(r["gflop"] / peak, 3)
-        r["x_floor"] = round(r["seconds"] / r["floor_s"], 2)
+        rows = 2 * r["batch"] if r["cfg"] else r["batch"]
+        compute = r["gflop"] / peak
+        memory = sampling_gbytes(prior, rows, r["tokens"]) / bandwidth * (1 if r["cache"] != "none" else 0)
+        r["floor_s"], r["floor_bound"] = round(max(compute, memory), 3), "memory" if memory > compute else "compute"
+        r["x_floor"] = round(r["seconds"] / max(compute, memory), 2)
     summary = {
         "batch8_seconds": b8["seconds"], "batch8_target_seconds": 3.0,
         "batch8_x_floor": b8["x_floor"], "x_floor_target": 3.0,
@@ -167,7 +195,7 @@ def main(argv=None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "transformers": transformers.__version__, "reps": reps,
-        "matmul_gflops": round(peak, 1), "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
+        "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1), "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
         "summary": summary, "results": results,
         "notes": ["cache 'none' = no KV cache, the full prefix re-run every step"
                   + (" (first 64 tokens only, --quick)" if args.quick else ""),
