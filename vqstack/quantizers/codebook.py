@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .base import Quantizer
+from .base import Quantizer, QuantizerOutput, usage_metrics
 
 # Bytes of one chunk's (rows x codes) fp32 distance block. CPU: chosen with
 # `benchmarks/quantizer_speed.py --sweep-chunks` on a 2-core Sapphire Rapids (16k x 16k search, best of 6):
@@ -191,6 +191,14 @@ class CodebookQuantizer(Quantizer):
     current-batch vector (rank 0's, broadcast) and its ``cluster_size`` reset to the batch's mean count per
     code (at least the threshold), a grace period before it can be declared dead again.
     """
+
+    def make_output(self, quantized: torch.Tensor, indices: torch.Tensor, loss: torch.Tensor, restarted: int,
+                    z: torch.Tensor) -> QuantizerOutput:
+        """The QuantizerOutput for input ``z``: indices reshaped to (B, H, W), usage metrics, restart count."""
+        metrics = usage_metrics(indices, self.codebook_size)
+        if self.training and self.dead_code_threshold > 0:
+            metrics["restarted_codes"] = float(restarted)
+        return QuantizerOutput(quantized, indices.view(z.shape[0], *z.shape[2:]), loss, metrics)
 
     def init_codebook_state(self, codebook_size: int, kmeans_init: bool, kmeans_iters: int,
                             dead_code_threshold: float, cosine: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import QuantizerOutput, to_maps, to_vectors, usage_metrics
+from .base import QuantizerOutput, to_maps, to_vectors
 from .codebook import (CodebookQuantizer, check_dim, check_indices, check_unit_interval, code_stats, fp32,
                        nearest_codes)
 
@@ -82,10 +82,7 @@ class EMAVectorQuantizer(CodebookQuantizer):
             if self.training:
                 self.update_codebook(xf, indices)  # after the lookup: this step's output uses the codes it searched
         quantized = to_maps(x + (e.to(x.dtype) - x).detach(), z.shape)
-        metrics = usage_metrics(indices, self.codebook_size)
-        if self.training and self.dead_code_threshold > 0:
-            metrics["restarted_codes"] = float(restarted)
-        return QuantizerOutput(quantized, indices.view(z.shape[0], *z.shape[2:]), loss, metrics)
+        return self.make_output(quantized, indices, loss, restarted, z)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         check_indices(indices, self.codebook_size, type(self).__name__)

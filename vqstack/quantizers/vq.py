@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import QuantizerOutput, to_maps, to_vectors, usage_metrics
+from .base import QuantizerOutput, to_maps, to_vectors
 from .codebook import (CodebookQuantizer, check_dim, check_indices, check_unit_interval, code_stats, fp32,
                        nearest_codes)
 
@@ -85,10 +85,7 @@ class VectorQuantizer(CodebookQuantizer):
                 counts, _ = code_stats(x, indices, self.codebook_size, sums=False)
                 self.track_usage(counts, self.usage_decay)
         quantized = to_maps(self.project_out(quantized.to(z.dtype)), z.shape)
-        metrics = usage_metrics(indices, self.codebook_size)
-        if self.training and self.dead_code_threshold > 0:
-            metrics["restarted_codes"] = float(restarted)
-        return QuantizerOutput(quantized, indices.view(z.shape[0], *z.shape[2:]), loss, metrics)
+        return self.make_output(quantized, indices, loss, restarted, z)
 
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         check_indices(indices, self.codebook_size, type(self).__name__)
