@@ -195,7 +195,8 @@ def main(argv=None) -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
         or platform.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "torch": torch.__version__, "transformers": transformers.__version__, "reps": reps,
-        "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1), "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
+        "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1),
+        "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
         "summary": summary, "results": results,
         "notes": ["cache 'none' = no KV cache, the full prefix re-run every step"
                   + (" (first 64 tokens only, --quick)" if args.quick else ""),

@@ -11,13 +11,6 @@ TINY = ARPrior.example_kwargs()  # vocab 32, seq_len 16, dim 32, depth 2, heads 
 ATTRIBUTES = {"hair": ["blue", "red", "blonde"], "eyes": ["red", "green"]}
 
 
-@pytest.fixture(autouse=True)
-def prior_registered():
-    # until vqstack.priors is one of the BUILTIN_PLUGINS, register it the way a plugin would
-    if "ar" not in vqstack.components("prior"):
-        vqstack.register_plugin(vqstack.priors, name="vqstack.priors")
-
-
 def build(**overrides):
     torch.manual_seed(0)
     return vqstack.build("prior", "ar", **{**TINY, **overrides})
@@ -52,8 +45,6 @@ def memorise(prior, labels, sequences, steps):
 @pytest.fixture(scope="module")
 def class_prior():
     """Class 0 and class 2 memorised, each its own sequence (cond_dropout on, so the null condition learns too)."""
-    if "ar" not in vqstack.components("prior"):
-        vqstack.register_plugin(vqstack.priors, name="vqstack.priors")
     prior = build(class_names=["cat", "dog", "fox"])
     torch.manual_seed(0)
     sequences = torch.randint(0, 32, (2, 16))
@@ -183,6 +174,12 @@ def test_generate_shapes_range_and_seed():
         assert samples.min() >= 0 and samples.max() < 32
         assert torch.equal(samples, prior.generate(5, generator=seeded(0)))
         assert not torch.equal(samples, prior.generate(5, generator=seeded(1)))
+
+
+def test_a_bfloat16_prior_samples():
+    prior = random_head(build()).to(torch.bfloat16)
+    samples = prior.generate(2, labels=1, cfg_scale=2.0, top_p=0.9, generator=seeded())
+    assert samples.dtype == torch.long and samples.min() >= 0 and samples.max() < 32
 
 
 def test_top_k_1_is_greedy():

@@ -93,8 +93,8 @@ class ARPrior(nn.Module):
     def check_tokens(self, tokens: torch.Tensor, what: str = "tokens") -> torch.Tensor:
         """(B, seq_len) or (B, h, w) integer tokens -> (B, seq_len) long, with a clear error otherwise."""
         if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dim() < 2:
-            raise ValueError(f"{what} must be an integer tensor (B, seq_len) or (B, h, w), got "
-                             f"{getattr(tokens, 'dtype', type(tokens).__name__)} {tuple(getattr(tokens, 'shape', ()))}.")
+            got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
+            raise ValueError(f"{what} must be an integer tensor (B, seq_len) or (B, h, w), got {got}.")
         tokens = tokens.reshape(tokens.shape[0], -1).long()
         if tokens.shape[1] != self.seq_len:
             raise ValueError(f"{what} hold {tokens.shape[1]} tokens per sample, this prior models seq_len="
@@ -104,9 +104,10 @@ class ARPrior(nn.Module):
     def forward(self, tokens: torch.Tensor, labels=None) -> PriorOutput:
         """Next-token cross-entropy of image ``tokens`` (B, seq_len) given ``labels`` (None = null condition)."""
         tokens = self.check_tokens(tokens)
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
-            raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(tokens.min())}, "
-                             f"{int(tokens.max())}]: was the prior built for this tokenizer's codebook_size?")
+        low, high = tokens.aminmax()
+        if low < 0 or high >= self.vocab_size:
+            raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(low)}, {int(high)}]: was the "
+                             f"prior built for this tokenizer's codebook_size?")
         prefix = self.condition_tokens(labels, tokens.shape[0])
         if self.training and self.cond_dropout > 0 and self.conditions.is_conditional:
             # classifier-free guidance learns the unconditional model from the same network
