@@ -1,4 +1,5 @@
 """Every process holds the same codebook after every step: 2 CPU processes on gloo, different data per rank."""
+import os
 import socket
 import sys
 
@@ -69,6 +70,12 @@ def worker(rank: int, port: int) -> None:
         assert restarted > 0, "the test must exercise dead-code restarts"
     finally:
         dist.destroy_process_group()
+    # Skip interpreter teardown: after a CPU optimizer step, torch's gloo backend intermittently aborts the process
+    # at exit ("terminate called without an active exception") although every check above passed. A failed check
+    # raises before this line and reaches mp.spawn as usual.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def test_codebooks_stay_identical_across_processes():
