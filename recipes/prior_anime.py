@@ -8,7 +8,9 @@
     vqstack sample --tokenizer runs/vqgan-anime/tokenizer --prior runs/prior-anime/prior \
         --labels "blue hair,red eyes" --cfg-scale 3 --n 16 --seed 0 --out faces.png
 
-Conditions: --attributes names metadata columns (default hair,eyes); each image is conditioned on the tags it has
+Conditions: --attributes names metadata columns (default hair,eyes), read from the image folder's metadata.jsonl
+or from --metadata FILE (same format, joined by file_name). The shared anime-faces folder needs corrected tags:
+`python recipes/anime_tags.py --out runs/anime-tags.jsonl`, then `--metadata runs/anime-tags.jsonl`; each image is conditioned on the tags it has
 ("blue hair", "red eyes"), untagged images on the null condition, and --cond-dropout drops conditions so that
 classifier-free guidance works. --class-column trains a class-conditional prior instead (recipes/prior_cifar10.py);
 --attributes "" an unconditional one.
@@ -32,6 +34,7 @@ import vqstack
 from vqstack.core import hook
 from vqstack.core.serialization import save_component
 from vqstack.data import load_image_dataset
+from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
@@ -55,6 +58,8 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                    help="image size to encode at (default: the tokenizer's training resolution)")
     p.add_argument("--attributes", default="hair,eyes",
                    help="comma-separated tag columns to condition on; '' for none (default: %(default)s)")
+    p.add_argument("--metadata", default=None,
+                   help="JSON-lines labels (file_name + tag columns) replacing the data's own, e.g. corrected tags")
     p.add_argument("--class-column", default=None, help="an integer class column, for a class-conditional prior")
     p.add_argument("--class-names", default=None, help="comma-separated names of the classes 0..C-1")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="probability of a null condition in training")
@@ -133,16 +138,23 @@ def train(args) -> dict:
         raise SystemExit("The tokenizer's config names no training resolution: pass --resolution.")
     tokens_dir = output_dir / "tokens"
     label_columns = [args.class_column] if args.class_column else attributes
+    labels_from = {"file": str(args.metadata), "sha256": file_sha256(args.metadata)} if args.metadata else None
     if (tokens_dir / "tokens_info.json").is_file():
         tokens, info = load_token_dataset(tokens_dir)
+        if (info.get("labels_from") or {}).get("sha256") != (labels_from or {}).get("sha256"):
+            raise SystemExit(f"{tokens_dir} was encoded with labels from {info.get('labels_from') or 'the data'}, "
+                             f"not {labels_from or 'the data'}: delete {tokens_dir} or choose another --output-dir.")
     else:
         with accelerator.main_process_first():
             images = load_image_dataset(args.data)
+            if args.metadata:
+                images = relabel(images, args.metadata)
         missing = [c for c in label_columns if c not in images.column_names]
         if missing:
             raise SystemExit(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
         tokens, info = encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
-                                      source_tokenizer=str(args.tokenizer), image_size=resolution)
+                                      source_tokenizer=str(args.tokenizer), image_size=resolution,
+                                      labels_from=labels_from)
     tokenizer.to(accelerator.device)
     conditions = [condition_of(row, attributes, args.class_column) for row in tokens.select_columns(label_columns)] \
         if label_columns else [None] * len(tokens)

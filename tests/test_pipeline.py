@@ -137,3 +137,22 @@ def test_inpaint_keeps_tokens_outside_the_mask(trained, tmp_path, monkeypatch):
                      "--image", str(tmp_path / "in.png"), "--mask", str(tmp_path / "mask.png"),
                      "--out", str(tmp_path / "out.png"), "--device", "cpu"]) == 0
     assert (tmp_path / "out.png").is_file()
+
+
+def test_prior_recipe_takes_labels_from_a_metadata_file(workdir, tmp_path):
+    """--metadata replaces the folder's tags; a tokens/ folder made with other labels is not silently reused."""
+    recipe = load_recipe("prior_anime")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"file_name": f"{i:03d}.png", "hair": "purple" if i % 2 else "aqua"}) + "\n"
+                              for i in range(24)))
+    args = ["--tokenizer", str(workdir / "tokenizer"), "--data", str(workdir / "images"), "--attributes", "hair",
+            "--preset", "tiny", "--batch-size", "8", "--max-steps", "1", "--sample-every", "1",
+            "--sample-labels", "purple hair", "--output-dir", str(tmp_path / "run")]
+    reset_accelerate()
+    recipe.main(args + ["--metadata", str(labels)])
+    config = json.loads((tmp_path / "run" / "prior" / "config.json").read_text())
+    assert config["kwargs"]["attributes"] == {"hair": ["aqua", "purple"]}
+    labels.write_text(labels.read_text().replace("aqua", "green"))
+    reset_accelerate()
+    with pytest.raises(SystemExit, match="encoded with labels from"):
+        recipe.main(args + ["--metadata", str(labels)])
