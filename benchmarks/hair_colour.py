@@ -2,9 +2,9 @@
 
 Each face is described by the mean colour of its top third (mostly hair). Per hair colour, the centre of those
 descriptions over the real tagged faces (corrected tags, recipes/anime_tags.py) is the reference; a sample counts as
-following its request when the nearest centre is the requested colour. The same rule applied to the real faces
-themselves gives the ceiling of this check, the same faces after the tokenizer (encode, decode) the ceiling for
-samples of that tokenizer, 1/colours the chance level.
+following its request when the nearest centre is the requested colour. The same rule applied to the real faces,
+and to the same faces after the tokenizer (encode, decode), gives reference figures: guided samples, more typical
+than real faces, can score above them. 1/colours is the chance level.
 
     python benchmarks/hair_colour.py --tokenizer runs/vqgan-anime/tokenizer --prior runs/prior-anime/prior \
         --data ../shared/data/anime-faces --metadata runs/anime-tags.jsonl --n 64 --cfg-scale 3

@@ -1,10 +1,12 @@
 """Train an autoregressive prior over a trained tokenizer's tokens: anime faces by hair and eye colour.
 
     # 1. a tokenizer (recipes/vqgan_anime.py writes runs/vqgan-anime/tokenizer)
-    # 2. the prior: the images are encoded once into runs/prior-anime/tokens, then the transformer trains on them
+    # 2. corrected tags for the shared anime-faces folder (its metadata.jsonl mixes up hair and eyes)
+    python recipes/anime_tags.py --data ../shared/data/anime-faces --out runs/anime-tags.jsonl
+    # 3. the prior: the images are encoded once into runs/prior-anime/tokens, then the transformer trains on them
     accelerate launch recipes/prior_anime.py --tokenizer runs/vqgan-anime/tokenizer \
-        --data ../shared/data/anime-faces --preset base --output-dir runs/prior-anime
-    # 3. sample
+        --data ../shared/data/anime-faces --metadata runs/anime-tags.jsonl --preset base --output-dir runs/prior-anime
+    # 4. sample
     vqstack sample --tokenizer runs/vqgan-anime/tokenizer --prior runs/prior-anime/prior \
         --labels "blue hair,red eyes" --cfg-scale 3 --n 16 --seed 0 --out faces.png
 
