@@ -111,6 +111,17 @@ def test_cli_sample_writes_a_grid(trained, tmp_path):
         assert grid.size == (2 * 18 + 2, 2 * 18 + 2)
 
 
+def test_cli_reports_user_mistakes_in_one_line(trained, tmp_path, capsys):
+    workdir, _ = trained
+    common = ["--prior", str(workdir / "run" / "prior"), "--n", "1", "--out", str(tmp_path / "x.png")]
+    assert cli_main(["sample", "--tokenizer", str(workdir / "tokenizer"), "--labels", "purple hair", *common]) == 2
+    assert cli_main(["sample", "--tokenizer", str(tmp_path / "missing"), *common]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in lines[0]
+    assert lines[0].startswith("vqstack sample: error: Unknown attribute tag 'purple hair'") and "blonde" in lines[0]
+    assert "missing" in lines[1] and not (tmp_path / "x.png").exists()
+
+
 def test_inpaint_keeps_tokens_outside_the_mask(trained, tmp_path, monkeypatch):
     workdir, _ = trained
     pipe = Pipeline.from_pretrained(workdir / "tokenizer", workdir / "run" / "prior")

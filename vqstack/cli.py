@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from .core import KIND_HOOKS, plugins_info, registry
+from .core.plugins import PluginLoadError
+from .core.registry import UnknownComponentError
 
 
 def cmd_plugins(args) -> int:
@@ -131,7 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, UnknownComponentError, PluginLoadError) as err:
+        # a mistake in the arguments or files: its message names the valid choices; a traceback would bury it
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"vqstack {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
