@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,8 @@ from PIL import Image
 
 from vqstack.pipeline import Pipeline, from_pil, to_pil
 
-
-def describe(image: Image.Image) -> np.ndarray:
-    """Chromaticity and brightness of the top third of a face."""
-    top = np.asarray(image.convert("RGB").resize((24, 24), Image.BILINEAR), dtype=np.float32)[:8]
-    colour = top.reshape(-1, 3).mean(0)
-    return np.concatenate([colour / colour.sum(), colour / 255])
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+from anime_tags import top_colour as describe  # noqa: E402  (the same description the tag correction is checked by)
 
 
 def nearest(features: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -41,12 +41,17 @@ def corrected(row: dict) -> dict:
             "eyes": EYES[HAIR.index(hair)]}
 
 
+def top_colour(image: Image.Image) -> np.ndarray:
+    """A face's hair colour, roughly: chromaticity and brightness of the mean colour of its top third."""
+    top = np.asarray(image.convert("RGB").resize((24, 24), Image.BILINEAR), dtype=np.float32)[:8]
+    colour = top.reshape(-1, 3).mean(0)
+    return np.concatenate([colour / colour.sum(), colour / 255])
+
+
 def hair_colour_explained(folder: Path, rows: list[dict]) -> float:
     """Fraction of the variance of each tagged face's top-of-image colour explained by its hair tag (0..1)."""
     tagged = [row for row in rows if row.get("hair")]
-    colours = np.stack([np.asarray(Image.open(folder / row["file_name"]).convert("RGB").resize((24, 24)),
-                                   dtype=np.float32)[:8].reshape(-1, 3).mean(0) for row in tagged])
-    features = np.concatenate([colours / colours.sum(1, keepdims=True), colours / 255], axis=1)
+    features = np.stack([top_colour(Image.open(folder / row["file_name"])) for row in tagged])
     labels = np.array([row["hair"] for row in tagged])
     centre = features.mean(0)
     between = sum((labels == value).sum() * np.sum((features[labels == value].mean(0) - centre) ** 2)

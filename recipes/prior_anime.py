@@ -11,11 +11,10 @@
         --labels "blue hair,red eyes" --cfg-scale 3 --n 16 --seed 0 --out faces.png
 
 Conditions: --attributes names metadata columns (default hair,eyes), read from the image folder's metadata.jsonl
-or from --metadata FILE (same format, joined by file_name). The shared anime-faces folder needs corrected tags:
-`python recipes/anime_tags.py --out runs/anime-tags.jsonl`, then `--metadata runs/anime-tags.jsonl`; each image is conditioned on the tags it has
-("blue hair", "red eyes"), untagged images on the null condition, and --cond-dropout drops conditions so that
-classifier-free guidance works. --class-column trains a class-conditional prior instead (recipes/prior_cifar10.py);
---attributes "" an unconditional one.
+or from --metadata FILE (same format, joined by file_name; the shared anime-faces folder needs the corrected tags
+of step 2). Each image is conditioned on the tags it has ("blue hair", "red eyes"), untagged images on the null
+condition, and --cond-dropout drops conditions so that classifier-free guidance works. --class-column trains a
+class-conditional prior instead (recipes/prior_cifar10.py); --attributes "" an unconditional one.
 
 Writes to --output-dir: tokens/ (the encoded data set, reused by later runs), checkpoint-<step>/ (accelerate
 state), prior/ (config.json + model.safetensors), samples/step-<N>.png (one row per condition) and metrics.jsonl.

@@ -12,11 +12,16 @@ from pathlib import Path, PurePosixPath
 from .images import DataError, image_column
 
 
-def read_metadata(path) -> dict[str, dict]:
-    """``file_name -> {column: value}`` from a JSON-lines file; every line needs ``file_name``."""
+def existing(path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Metadata file {str(path)!r} does not exist.")
+    return path
+
+
+def read_metadata(path) -> dict[str, dict]:
+    """``file_name -> {column: value}`` from a JSON-lines file; every line needs ``file_name``."""
+    path = existing(path)
     rows = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -36,9 +41,7 @@ def read_metadata(path) -> dict[str, dict]:
 
 def file_sha256(path) -> str:
     """Identifies the labels a token data set was made with, so a changed file is noticed when it is reused."""
-    if not Path(path).is_file():
-        raise DataError(f"Metadata file {str(path)!r} does not exist.")
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return hashlib.sha256(existing(path).read_bytes()).hexdigest()
 
 
 def relabel(dataset, metadata_path):
