@@ -1,27 +1,33 @@
 """Train an autoregressive prior over a trained tokenizer's tokens: anime faces by hair and eye colour.
 
     # 1. a tokenizer (recipes/vqgan_anime.py writes runs/vqgan-anime/tokenizer)
-    # 2. corrected tags for the shared anime-faces folder (its metadata.jsonl mixes up hair and eyes)
-    python recipes/anime_tags.py --data ../shared/data/anime-faces --out runs/anime-tags.jsonl
-    # 3. the prior: the images are encoded once into runs/prior-anime/tokens, then the transformer trains on them
+    # 2. the prior: the images are encoded once into runs/prior-anime/tokens, then the transformer trains on them
     accelerate launch recipes/prior_anime.py --tokenizer runs/vqgan-anime/tokenizer \
-        --data ../shared/data/anime-faces --metadata runs/anime-tags.jsonl --preset base --output-dir runs/prior-anime
-    # 4. sample
+        --data ../shared/data/anime-faces --preset base --output-dir runs/prior-anime
+    # 3. sample
     vqstack sample --tokenizer runs/vqgan-anime/tokenizer --prior runs/prior-anime/prior \
         --labels "blue hair,red eyes" --cfg-scale 3 --n 16 --seed 0 --out faces.png
 
 Conditions: --attributes names metadata columns (default hair,eyes), read from the image folder's metadata.jsonl
-or from --metadata FILE (same format, joined by file_name; the shared anime-faces folder needs the corrected tags
-of step 2). Each image is conditioned on the tags it has ("blue hair", "red eyes"), untagged images on the null
-condition, and --cond-dropout drops conditions so that classifier-free guidance works. --class-column trains a
-class-conditional prior instead (recipes/prior_cifar10.py); --attributes "" an unconditional one.
+or from --metadata FILE (same format, joined by file_name: your own tags for a read-only folder). Each image is
+conditioned on the tags it has ("blue hair", "red eyes"), untagged images on the null condition. --cond-dropout
+drops the whole condition and --group-dropout each attribute group on its own, so classifier-free guidance and
+partial conditions ("blue hair" alone) are trained. --class-column trains a class-conditional prior instead
+(recipes/prior_cifar10.py); --attributes "" an unconditional one.
+
+The encoded tokens depend on the tokenizer's weights, the data, the resolution and the labels; all four are
+recorded in tokens/tokens_info.json. A later run in the same --output-dir reuses tokens/ only when all of them
+match, and otherwise stops and names what changed (--rebuild-tokens encodes again). A share of the images
+(--val-fraction, fixed by --val-seed) is held out; its per-token NLL is logged as val_nll every --eval-every steps.
 
 Writes to --output-dir: tokens/ (the encoded data set, reused by later runs), checkpoint-<step>/ (accelerate
-state), prior/ (config.json + model.safetensors), samples/step-<N>.png (one row per condition) and metrics.jsonl.
+state), prior/ (config.json + model.safetensors + tokens_info.json naming the tokenizer it was trained for),
+samples/step-<N>.png (one row per condition) and metrics.jsonl.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -33,14 +39,16 @@ from transformers import get_cosine_schedule_with_warmup
 
 import vqstack
 from vqstack.core import hook
-from vqstack.core.serialization import save_component
+from vqstack.core.files import publish_dir, staging_dir
+from vqstack.core.serialization import save_component, weights_sha256
 from vqstack.data import load_image_dataset
+from vqstack.data.images import describe_source
 from vqstack.data.labels import file_sha256, relabel
-from vqstack.data.tokens import encode_dataset, load_token_dataset
+from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.reporting import MetricsLog
-from vqstack.training.runtime import cpu_processes
+from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
 
 PRESETS = {
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "batch_size": 32, "lr": 1e-3},
@@ -60,10 +68,21 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--attributes", default="hair,eyes",
                    help="comma-separated tag columns to condition on; '' for none (default: %(default)s)")
     p.add_argument("--metadata", default=None,
-                   help="JSON-lines labels (file_name + tag columns) replacing the data's own, e.g. corrected tags")
+                   help="JSON-lines labels (file_name + tag columns) replacing the data's own, e.g. your own tags")
+    p.add_argument("--new-tags", action="store_true",
+                   help="accept --metadata tags that the data's own columns never use (default: refuse them, "
+                        "as typos or swapped columns)")
+    p.add_argument("--rebuild-tokens", action="store_true",
+                   help="encode the images again even if --output-dir holds tokens/ from other inputs")
     p.add_argument("--class-column", default=None, help="an integer class column, for a class-conditional prior")
     p.add_argument("--class-names", default=None, help="comma-separated names of the classes 0..C-1")
     p.add_argument("--cond-dropout", type=float, default=0.1, help="probability of a null condition in training")
+    p.add_argument("--group-dropout", type=float, default=0.1,
+                   help="probability that one attribute group alone is dropped to null (partial conditions)")
+    p.add_argument("--val-fraction", type=float, default=0.01,
+                   help="share of the images held out for validation NLL (default: %(default)s; 0 = none)")
+    p.add_argument("--val-seed", type=int, default=0, help="seed of the held-out split (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between validation NLL lines")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per process per step (default: preset)")
     p.add_argument("--max-steps", type=int, default=10000, help="optimizer steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
@@ -98,6 +117,8 @@ def prior_kwargs(args, info: dict, tokens, preset: dict, attributes: list[str]) 
     kwargs = {"vocab_size": info["codebook_size"], "seq_len": info["grid"][0] * info["grid"][1],
               "dim": preset["dim"], "depth": preset["depth"], "heads": preset["heads"],
               "cond_dropout": args.cond_dropout}
+    if attributes:
+        kwargs["group_dropout"] = args.group_dropout
     if args.class_column:
         num_classes = int(max(tokens[args.class_column])) + 1
         kwargs["num_classes"] = num_classes
@@ -121,6 +142,123 @@ def default_sample_labels(args, kwargs: dict) -> list:
     return [None]
 
 
+# --- the token cache: everything the tokens depend on, and a refusal when any of it changed ---------------------
+
+CACHE_FIELDS = {"tokenizer_sha256": "the tokenizer's weights (--tokenizer)", "data": "--data",
+                "metadata_sha256": "the data's own metadata file", "resolution": "--resolution",
+                "label_columns": "the label columns (--attributes / --class-column)", "labels_sha256": "--metadata"}
+
+
+def token_cache_key(args, resolution: int, label_columns: list[str]) -> dict:
+    return {"tokenizer_sha256": weights_sha256(args.tokenizer), **describe_source(args.data),
+            "resolution": resolution, "label_columns": label_columns,
+            "labels_sha256": file_sha256(args.metadata) if args.metadata else None}
+
+
+def short(value) -> str:
+    return f"{value[:12]}..." if isinstance(value, str) and len(value) == 64 else repr(value)
+
+
+def check_token_cache(tokens_dir: Path, key: dict) -> None:
+    """Stop when ``tokens_dir`` was encoded from other inputs: a prior trained on another tokenizer's tokens
+    decodes into garbage without any error."""
+    info = json.loads((tokens_dir / INFO_NAME).read_text())
+    changed = [f"{CACHE_FIELDS[name]}: {short(info.get(name))} then, {short(key[name])} now"
+               for name in CACHE_FIELDS if info.get(name) != key[name]]
+    if changed:
+        raise UsageError(f"{tokens_dir} was encoded from other inputs than this run's ({'; '.join(changed)}). "
+                         f"Pass --rebuild-tokens to encode the images again, or choose another --output-dir.")
+
+
+def check_new_tags(images, relabelled, columns: list[str], metadata) -> None:
+    """Refuse --metadata tags that the data's own column never uses (a typo, or hair and eye columns swapped)."""
+    for column in columns:
+        if column not in images.column_names:
+            continue
+        known = {v for v in images[column] if v is not None}
+        unknown = sorted({v for v in relabelled[column] if v is not None} - known, key=str)
+        if known and unknown:
+            raise UsageError(f"{metadata}: {column} tags {unknown} are not among the data's {column} values "
+                             f"({', '.join(sorted(map(str, known)))}). Fix the file, or pass --new-tags to use a "
+                             f"new set of values.")
+
+
+def prepare_tokens(args, tokenizer, accelerator, resolution: int, label_columns: list[str]):
+    """The encoded data set ``(tokens, info)``: reused from ``<output-dir>/tokens`` when made from the same inputs,
+    encoded (once, sharded over the processes) otherwise."""
+    tokens_dir = Path(args.output_dir) / "tokens"
+    key = token_cache_key(args, resolution, label_columns)
+    if (tokens_dir / INFO_NAME).is_file() and not args.rebuild_tokens:
+        check_token_cache(tokens_dir, key)
+        return load_token_dataset(tokens_dir)
+    with accelerator.main_process_first():
+        images = load_image_dataset(args.data)
+        if args.metadata:
+            relabelled = relabel(images, args.metadata)
+            if not args.new_tags:
+                check_new_tags(images, relabelled, label_columns, args.metadata)
+            images = relabelled
+    missing = [c for c in label_columns if c not in images.column_names]
+    if missing:
+        raise UsageError(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
+    return encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
+                          info={"tokenizer_path": str(args.tokenizer), **key})
+
+
+class TokensRecord:
+    """Saved with every checkpoint: the token cache key it was trained on, so resuming on other tokens stops."""
+
+    def __init__(self, key: dict):
+        self.key, self.loaded = dict(key), None
+
+    def state_dict(self) -> dict:
+        return {"key": json.dumps(self.key, sort_keys=True)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded = json.loads(state["key"])
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows, held-out rows): ``fraction`` of ``n`` held out, the same rows for the same seed."""
+    if not 0 <= fraction < 0.5:
+        raise UsageError(f"--val-fraction must be in [0, 0.5), got {fraction}.")
+    count = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[count:].sort().values, order[:count].sort().values
+
+
+@torch.no_grad()
+def validation_nll(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
+    """Mean per-token negative log-likelihood (nats) of held-out sequences under their own conditions; each
+    process scores every num_processes-th sequence and the sums are added up."""
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine, my_conditions = sequences[rank::world], conditions[rank::world]
+    was_training = prior.training
+    prior.eval()  # no condition dropout, no attention dropout
+    total = torch.zeros(2, device=accelerator.device)  # (summed sequence NLL, sequences)
+    for start in range(0, len(mine), batch_size):
+        batch = mine[start:start + batch_size].to(accelerator.device)
+        with accelerator.autocast():
+            loss = prior(batch, labels=my_conditions[start:start + batch_size]).loss.float()
+        total += torch.stack([loss * len(batch), torch.tensor(float(len(batch)), device=loss.device)])
+    prior.train(was_training)
+    total = accelerator.reduce(total, "sum")
+    return (total[0] / total[1]).item()
+
+
+def export_prior(prior, info: dict, output_dir: Path) -> None:
+    """prior/ with the token info beside the weights (Pipeline warns when given another tokenizer), replaced
+    only once complete."""
+    final = output_dir / "prior"
+    staging = staging_dir(final)
+    save_component(prior, staging)
+    (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    publish_dir(staging, final)
+
+
 def train(args) -> dict:
     output_dir = Path(args.output_dir)
     preset = dict(PRESETS[args.preset])
@@ -131,42 +269,32 @@ def train(args) -> dict:
                                                                         data_seed=args.seed))
     set_seed(args.seed)
     attributes = [a for a in args.attributes.split(",") if a] if not args.class_column else []
-
-    # --- tokens: encode the images once, reuse them in every later run ---------------------------------------
-    tokenizer = vqstack.Tokenizer.from_pretrained(args.tokenizer)
-    resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
-    if resolution is None:
-        raise SystemExit("The tokenizer's config names no training resolution: pass --resolution.")
-    tokens_dir = output_dir / "tokens"
     label_columns = [args.class_column] if args.class_column else attributes
-    labels_from = {"file": str(args.metadata), "sha256": file_sha256(args.metadata)} if args.metadata else None
-    if (tokens_dir / "tokens_info.json").is_file():
-        tokens, info = load_token_dataset(tokens_dir)
-        if (info.get("labels_from") or {}).get("sha256") != (labels_from or {}).get("sha256"):
-            raise SystemExit(f"{tokens_dir} was encoded with labels from {info.get('labels_from') or 'the data'}, "
-                             f"not {labels_from or 'the data'}: delete {tokens_dir} or choose another --output-dir.")
-    else:
-        with accelerator.main_process_first():
-            images = load_image_dataset(args.data)
-            if args.metadata:
-                images = relabel(images, args.metadata)
-        missing = [c for c in label_columns if c not in images.column_names]
-        if missing:
-            raise SystemExit(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
-        tokens, info = encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
-                                      source_tokenizer=str(args.tokenizer), image_size=resolution,
-                                      labels_from=labels_from)
+
+    # --- tokens: encode the images once, reuse them while the inputs are unchanged -------------------------------
+    with usage_errors():
+        tokenizer = vqstack.Tokenizer.from_pretrained(args.tokenizer)
+        resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
+        if resolution is None:
+            raise UsageError("The tokenizer's config names no training resolution: pass --resolution.")
+        tokens, info = prepare_tokens(args, tokenizer, accelerator, resolution, label_columns)
     tokenizer.to(accelerator.device)
     conditions = [condition_of(row, attributes, args.class_column) for row in tokens.select_columns(label_columns)] \
         if label_columns else [None] * len(tokens)
     sequences = torch.tensor(tokens["tokens"], dtype=torch.long)
-    dataset = torch.utils.data.TensorDataset(sequences, torch.arange(len(sequences)))
+    train_rows, val_rows = split_validation(len(sequences), args.val_fraction, args.val_seed)
+    dataset = torch.utils.data.TensorDataset(sequences[train_rows], train_rows)
     dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                              num_workers=args.num_workers)
+    val_sequences, val_conditions = sequences[val_rows], [conditions[i] for i in val_rows.tolist()]
 
     # --- the prior ----------------------------------------------------------------------------------------------
-    kwargs = prior_kwargs(args, info, tokens, preset, attributes)
-    prior = vqstack.build("prior", "ar", **kwargs)
+    with usage_errors():
+        kwargs = prior_kwargs(args, info, tokens, preset, attributes)
+        prior = vqstack.build("prior", "ar", **kwargs)
+        sample_labels = default_sample_labels(args, kwargs)
+        for label in sample_labels:  # an unknown label fails now, naming the known ones, not at the first grid
+            prior.condition_tokens(label, 1)
     decay, no_decay = [], []
     for name, param in prior.named_parameters():  # no weight decay on norms, biases and embeddings
         (no_decay if param.dim() < 2 or "embed" in name else decay).append(param)
@@ -175,16 +303,17 @@ def train(args) -> dict:
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
     prior, optimizer, dataloader = accelerator.prepare(prior, optimizer, dataloader)
     raw_prior = accelerator.unwrap_model(prior)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state, scheduler)
-    resume_from = resolve_resume(args.resume, output_dir)
+    state, record = TrainState(), TokensRecord({name: info.get(name) for name in CACHE_FIELDS})
+    accelerator.register_for_checkpointing(state, scheduler, record)
+    with usage_errors():
+        resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
+        if record.loaded != record.key:
+            raise UsageError(f"{resume_from} was trained on tokens from other inputs than {output_dir / 'tokens'} "
+                             f"now holds (re-encoded?): start without --resume, or use another --output-dir.")
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
-    sample_labels = default_sample_labels(args, kwargs)
-    for label in sample_labels:  # an unknown label fails now, naming the known ones, not at the first sample grid
-        raw_prior.condition_tokens(label, 1)
     hook().vqstack_on_train_start(config={**kwargs, "batch_size": batch_size, "lr": lr}, accelerator=accelerator)
 
     def sample_grid(step: int) -> None:
@@ -202,6 +331,12 @@ def train(args) -> dict:
         path = output_dir / "samples" / f"step-{step}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         make_grid_image(rows, columns=8).save(path)
+
+    def validate(step: int) -> None:
+        if len(val_sequences):
+            nll = validation_nll(raw_prior, val_sequences, val_conditions, batch_size, accelerator)
+            metrics_log.write({"step": step, "val_nll": nll, "val_sequences": len(val_sequences)})
+            hook().vqstack_on_validation_end(step=step, metrics={"val_nll": nll})
 
     # --- the loop ------------------------------------------------------------------------------------------------
     progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process, desc="prior")
@@ -237,10 +372,12 @@ def train(args) -> dict:
                                    "sequences_per_sec": interval_steps * sequences_per_step / max(elapsed, 1e-9)})
                 progress.set_postfix(loss=f"{mean_loss:.4f}")
                 interval_start, interval_steps = time.perf_counter(), 0
+            if state.step % args.eval_every == 0 or last:
+                validate(state.step)
             if state.step % args.checkpoint_every == 0 or last:
                 path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
                 if accelerator.is_main_process:
-                    save_component(raw_prior, output_dir / "prior")
+                    export_prior(raw_prior, info, output_dir)
                 hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
             if state.step % args.sample_every == 0 or last:
                 sample_grid(state.step)
@@ -261,4 +398,4 @@ def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

@@ -9,6 +9,8 @@ recipes/prior_anime.py, so all of its options work here.
 """
 from prior_anime import build_parser, main
 
+from vqstack.training.runtime import run_recipe
+
 CLASSES = "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck"
 
 if __name__ == "__main__":
@@ -16,4 +18,4 @@ if __name__ == "__main__":
     # the WebDataset shards hold the class id in "cls"; the Hub's CIFAR-10 calls it "label"
     parser.set_defaults(data="uoft-cs/cifar10", output_dir="runs/prior-cifar10", attributes="", class_column="cls",
                         class_names=CLASSES)
-    main(parser=parser)
+    run_recipe(lambda: main(parser=parser))

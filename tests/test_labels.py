@@ -1,13 +1,11 @@
-"""Labels from a separate metadata file, and the corrected tags of the shared anime-faces folder."""
+"""Labels from a separate metadata file, joined to an image folder by file name."""
 import json
 
 import pytest
 
-from helpers.recipes import SHARED_DATA, load_recipe, write_image_folder
+from helpers.recipes import write_image_folder
 from vqstack.data import DataError, load_image_dataset
 from vqstack.data.labels import relabel
-
-ANIME = SHARED_DATA / "anime-faces"
 
 
 def write_jsonl(path, rows):
@@ -54,22 +52,3 @@ def test_bad_metadata_files_say_what_is_wrong(tagged_folder, tmp_path, content, 
     with pytest.raises(DataError, match="does not exist"):
         relabel(load_image_dataset(str(tagged_folder)), tmp_path / "missing.jsonl")
 
-
-def test_corrected_tag_mapping():
-    tags = load_recipe("anime_tags")
-    # the original columns hold the other attribute's colour, named from the other list with a shifted index
-    assert tags.corrected({"file_name": "x", "hair": "gray", "eyes": "yellow"}) == \
-        {"file_name": "x", "hair": "red", "eyes": "pink"}
-    assert tags.corrected({"file_name": "x", "hair": "brown", "eyes": "blue"})["hair"] == "blonde"
-    assert tags.corrected({"file_name": "x", "hair": None, "eyes": None})["hair"] is None
-    with pytest.raises(ValueError, match="already a corrected file"):
-        tags.corrected({"file_name": "x", "hair": "blonde", "eyes": "blue"})
-
-
-@pytest.mark.skipif(not (ANIME / "metadata.jsonl").is_file(), reason="needs ../shared/data/anime-faces")
-def test_corrected_hair_tags_explain_the_hair_colour_of_the_real_faces(tmp_path):
-    """Real data: the colour of the top of each face (mostly hair) follows the corrected tag, not the original."""
-    report = load_recipe("anime_tags").main(["--data", str(ANIME), "--out", str(tmp_path / "tags.jsonl")])
-    assert report["rows"] == 19979 and report["tagged"] == 6651
-    assert report["hair_colour_explained_corrected"] > 0.4
-    assert report["hair_colour_explained_corrected"] > 4 * report["hair_colour_explained_original"]

@@ -95,7 +95,8 @@ def test_loss_falls_and_each_class_reproduces_its_sequence(class_prior):
 
 
 def test_attribute_conditioning_works_with_any_subset_of_tags():
-    prior = build(num_classes=0, attributes=ATTRIBUTES)
+    # no per-group dropout: the two sequences are memorised under exactly these tags (and the null one)
+    prior = build(num_classes=0, attributes=ATTRIBUTES, group_dropout=0.0)
     assert prior.prefix_len == 2  # one token per attribute group
     torch.manual_seed(0)
     sequences = torch.randint(0, 32, (2, 16))
@@ -116,6 +117,27 @@ def test_cond_dropout_replaces_conditions_by_null_only_in_training():
     class_one, null = 32 + 1, 32 + 3
     assert set(seen[0].tolist()) == {class_one, null}
     assert set(seen[1].tolist()) == {class_one}
+
+
+def test_training_batches_hold_every_mix_of_known_and_null_attribute_groups():
+    """"blue hair" alone (eyes null) must be a condition the prior has trained on, not only full or empty ones."""
+    prior = build(num_classes=0, attributes=ATTRIBUTES, cond_dropout=0.1, group_dropout=0.2)
+    seen = []
+    prior.backbone.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"][:, :2].clone()),
+                                             with_kwargs=True)
+    full = prior.condition_tokens("blue hair,green eyes", 1)[0]
+    null = prior.null_prefix
+    tokens = torch.randint(0, 32, (256, 16))
+    prior.train()(tokens, labels="blue hair,green eyes")
+    known = (seen[0] == full).tolist()  # per row: (eyes known, hair known); groups sorted by name
+    assert all(((row == full) | (row == null)).all() for row in seen[0])
+    assert {tuple(k) for k in known} == {(True, True), (True, False), (False, True), (False, False)}
+    # per group: dropped alone (0.2) or with the whole prefix (0.1) -> known with probability 0.9 * 0.8 = 0.72
+    assert 0.6 < seen[0].eq(full).float().mean() < 0.85
+    prior.eval()(tokens, labels="blue hair,green eyes")
+    assert (seen[1] == full).all()
+    with pytest.raises(ValueError, match="group_dropout"):
+        build(num_classes=0, attributes=ATTRIBUTES, group_dropout=1.0)
 
 
 # --- labels --------------------------------------------------------------------------------------------------------

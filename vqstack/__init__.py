@@ -11,11 +11,13 @@ from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, Unknow
                    component_spec, components, hookimpl, plugins_info, register_plugin, registry,
                    unregister_plugin)
 from .core.serialization import load_component, save_component
-from .quantizers.base import QuantizerOutput
+from .pipeline import Pipeline
+from .quantizers.base import Quantizer, QuantizerOutput
 from .tokenizer import Tokenizer, TokenizerOutput
 
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
     "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
-    "QuantizerOutput", "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "DISABLE_ENV",
+    "Pipeline", "Quantizer", "QuantizerOutput", "UnknownComponentError", "DuplicateComponentError",
+    "PluginLoadError", "DISABLE_ENV",
 ]

@@ -54,7 +54,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_inpaint(args) -> int:
-    """Repair the masked part of an image: keep the tokens outside the mask, re-sample the rest with the prior."""
+    """Repair the masked part of an image: re-sample its tokens with the prior, keep the original pixels elsewhere."""
     from PIL import Image
 
     from .pipeline import Pipeline
@@ -62,7 +62,8 @@ def cmd_inpaint(args) -> int:
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
     with Image.open(args.image) as image, Image.open(args.mask) as mask:
         repaired = pipe.inpaint(image, mask, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale,
-                                seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                                seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                                candidates=args.candidates)
     repaired.save(args.out)
     print(f"repaired image -> {args.out}")
     return 0
@@ -125,7 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inpaint", help=cmd_inpaint.__doc__)
     add_sampling_options(p)
     p.add_argument("--image", required=True, type=Path, help="image to repair")
-    p.add_argument("--mask", required=True, type=Path, help="mask image: white where to re-sample, black to keep")
+    p.add_argument("--mask", required=True, type=Path,
+                   help="mask image of the image's size: white where to re-sample, black to keep")
+    p.add_argument("--candidates", type=int, default=1, metavar="N",
+                   help="sample N fills in one batch and keep the one that best fits the kept tokens after the hole "
+                        "(default: 1)")
     p.add_argument("--out", type=Path, default=Path("inpainted.png"), help="image to write (default: inpainted.png)")
     p.set_defaults(func=cmd_inpaint)
     return parser

@@ -1,14 +1,19 @@
 """Two stages in one object: a prior samples token grids, the tokenizer decodes them into images."""
 from __future__ import annotations
 
+import json
 import math
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core.serialization import load_component
+from .core.serialization import load_component, weights_sha256
 from .tokenizer import Tokenizer
+
+WHITE = 128  # mask pixels at least this bright (8-bit grey) mark the region to repair
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -37,6 +42,79 @@ def make_grid_image(images: list[Image.Image], columns: int | None = None, paddi
     return grid
 
 
+def recorded_tokenizer(prior_dir) -> dict:
+    """What the prior's ``tokens_info.json`` records of the tokenizer it was trained on ({} when nothing)."""
+    from .data.tokens import INFO_NAME
+
+    path = Path(prior_dir) / INFO_NAME
+    if not path.is_file():  # a prior saved by hand: nothing to compare
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); fix or delete it.") from err
+    return info if isinstance(info, dict) else {}
+
+
+def warn_if_other_tokenizer(tokenizer_dir, prior_dir) -> None:
+    """A UserWarning when the prior was trained on another tokenizer's tokens: its samples would decode to noise."""
+    info = recorded_tokenizer(prior_dir)
+    recorded = info.get("tokenizer_sha256")
+    if not recorded:
+        return
+    actual = weights_sha256(tokenizer_dir)
+    if actual != recorded:
+        trained_on = info.get("tokenizer_path", "another tokenizer")
+        warnings.warn(f"The prior in {prior_dir} was trained on the tokens of {trained_on} (sha256 {recorded[:12]}), "
+                      f"not of the tokenizer in {tokenizer_dir} (sha256 {actual[:12]}), so its images will likely "
+                      f"be noise.", UserWarning, stacklevel=3)
+
+
+def check_inpaint_inputs(image: Image.Image, mask: Image.Image, candidates: int) -> None:
+    """Clear errors for the mistakes inpainting cannot guess around."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ValueError(f"candidates must be an int >= 1, got {candidates!r}.")
+    if mask.size != image.size:
+        raise ValueError(f"The mask is {mask.size[0]}x{mask.size[1]} pixels but the image is "
+                         f"{image.size[0]}x{image.size[1]}: give a mask of the image's size.")
+
+
+def mask_cells(mask: Image.Image, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1, h, w) bool token cells holding any white pixel of ``mask``, found at the mask's own resolution so a
+    thin stroke is not lost to resizing."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    white = pil_to_tensor(mask.convert("L"))[None] >= WHITE
+    if not white.any():
+        raise ValueError("The mask has no white pixel: white marks the region to repair, black the part to keep.")
+    return F.adaptive_max_pool2d(white.float(), grid) > 0
+
+
+def feather(cells: torch.Tensor, cell: int) -> torch.Tensor:
+    """(1, 1, H, W) weight of the generated image: 1 in the masked cells, falling linearly to 0 at ``cell`` + 1
+    pixels (Chebyshev distance) outside them; 0 further away, where the original is kept exactly."""
+    grown = F.interpolate(cells.float(), scale_factor=cell, mode="nearest")
+    alpha = grown.clone()
+    for _ in range(cell):  # each 3x3 dilation grows the region by one pixel; the sum counts how near a pixel is
+        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
+        alpha += grown
+    return alpha / (cell + 1)
+
+
+@torch.inference_mode()
+def known_token_loglik(prior, tokens: torch.Tensor, known: torch.Tensor, labels=None) -> torch.Tensor:
+    """(N,) log-likelihood under ``prior`` of the known tokens after the first unknown one in each of ``tokens``
+    (N, seq_len): how well each fill agrees with the kept image that follows it in raster order."""
+    from .priors.ar import evaluating  # late: transformers loads only when a prior is used
+
+    unknown = known[0] < 0
+    scored = ~unknown & (torch.arange(len(unknown), device=unknown.device) > unknown.float().argmax())
+    with evaluating(prior):
+        logits = prior(tokens, labels=labels).logits.float()
+    loglik = logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
+    return loglik[:, scored].sum(1)
+
+
 class Pipeline:
     """``Pipeline.from_pretrained(tokenizer_dir, prior_dir)(n, labels=..., cfg_scale=..., seed=...)`` -> images."""
 
@@ -56,7 +134,10 @@ class Pipeline:
 
     @classmethod
     def from_pretrained(cls, tokenizer_dir, prior_dir, device="cpu") -> "Pipeline":
-        return cls(Tokenizer.from_pretrained(tokenizer_dir, device=device), load_component(prior_dir, device=device))
+        """Load both stages; warns when ``prior_dir/tokens_info.json`` records another tokenizer than this one."""
+        tokenizer, prior = Tokenizer.from_pretrained(tokenizer_dir, device=device), load_component(prior_dir, device)
+        warn_if_other_tokenizer(tokenizer_dir, prior_dir)
+        return cls(tokenizer, prior)
 
     @property
     def device(self) -> torch.device:
@@ -92,16 +173,26 @@ class Pipeline:
     @torch.inference_mode()
     def inpaint(self, image: Image.Image, mask: Image.Image, labels=None, cfg_scale: float = 1.0,
                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None) -> Image.Image:
-        """Re-sample the tokens under the white part of ``mask`` (raster order, every other token kept) and decode.
+                top_p: float | None = None, candidates: int = 1) -> Image.Image:
+        """Re-sample the tokens under the white part of ``mask`` (raster order, every other token kept), decode, and
+        paste the original back outside the mask with a one-cell feather.
 
-        The image is resized to the pipeline's image size; a token is re-sampled when any pixel of its cell is
-        masked."""
-        size = self.image_size
-        tokens = self.tokenizer.encode(from_pil(image, size).to(self.device)).flatten(1)
-        masked = from_pil(mask.convert("L"), size)[:, :1].to(self.device) > 0  # white (> mid-grey) = repair
-        cells = F.max_pool2d(masked.float(), self.tokenizer.downsample).flatten(1).bool()
-        known = torch.where(cells, torch.full_like(tokens, -1), tokens)
-        sampled = self.prior.generate(1, labels=labels, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, generator=self.generator(seed), known=known)
-        return to_pil(self.decode(sampled))[0]
+        The image (and the mask, which must have its size) map onto the pipeline's image size; a token is re-sampled
+        when any pixel of its cell is masked. ``candidates`` > 1 samples that many fills in one batch and keeps the
+        one under which the prior finds the known tokens after the hole likeliest."""
+        check_inpaint_inputs(image, mask, candidates)
+        original = from_pil(image, self.image_size).to(self.device)
+        cells = mask_cells(mask, self.grid).to(self.device)
+        tokens = self.tokenizer.encode(original).flatten(1)
+        known = torch.where(cells.flatten(1), torch.full_like(tokens, -1), tokens)
+        fills = self.prior.generate(candidates, labels=labels, cfg_scale=cfg_scale, temperature=temperature,
+                                    top_k=top_k, top_p=top_p, generator=self.generator(seed), known=known)
+        generated = self.decode(self.best_fill(fills, known, labels))
+        return to_pil(torch.lerp(original, generated, feather(cells, self.tokenizer.downsample)))[0]
+
+    def best_fill(self, fills: torch.Tensor, known: torch.Tensor, labels=None) -> torch.Tensor:
+        """The (1, seq_len) fill whose following known tokens the prior finds likeliest; the first on ties."""
+        if len(fills) == 1:  # nothing to choose: skip the scoring forward
+            return fills
+        best = int(known_token_loglik(self.prior, fills, known, labels).argmax())
+        return fills[best:best + 1]

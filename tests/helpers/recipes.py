@@ -39,3 +39,25 @@ def reset_accelerate() -> None:
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+TINY_NET = {"ch": 16, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16}
+
+
+def tiny_tokenizer_config(quantizer=None) -> dict:
+    """A 16x16 -> 4x4 tokenizer with 32 codes: random weights are enough to test stage 2's plumbing."""
+    return {"encoder": {"name": "conv", "kwargs": {**TINY_NET, "out_channels": 16}},
+            "quantizer": quantizer or {"name": "vq", "kwargs": {"dim": 8, "codebook_size": 32}},
+            "decoder": {"name": "conv", "kwargs": {**TINY_NET, "in_channels": 16}}}
+
+
+def write_tagged_folder(folder: Path, count: int = 24, hair=("blue", "red", "blonde", None)) -> Path:
+    """A 16x16 image folder whose metadata.jsonl tags hair (cycling through ``hair``) and, on 2 of 3, green eyes."""
+    import json
+
+    write_image_folder(folder, count=count, size=16)
+    with (folder / "metadata.jsonl").open("w") as f:
+        for i in range(count):
+            f.write(json.dumps({"file_name": f"{i:03d}.png", "hair": hair[i % len(hair)],
+                                "eyes": "green" if i % 3 else None}) + "\n")
+    return folder

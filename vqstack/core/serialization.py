@@ -1,6 +1,7 @@
 """Saving and loading components by registry name: a JSON config plus safetensors weights, never a pickle."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def read_config(directory) -> dict:
 
 def save_weights(module, directory) -> None:
     save_model(module, str(Path(directory) / WEIGHTS_NAME))
+
+
+def weights_sha256(directory) -> str:
+    """sha256 of a saved component's weights file: what a token data set or a prior records of the tokenizer it
+    was made with, so a different (e.g. retrained) tokenizer in the same place is noticed."""
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"No {WEIGHTS_NAME} in {directory}.")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_weights(module, directory, device="cpu") -> None:

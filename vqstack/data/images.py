@@ -61,6 +61,19 @@ def load_image_dataset(data: str, split: str = "train"):
     raise DataError(f"--data {data!r} is neither a folder, a glob of .tar/.parquet files, nor a Hub id 'user/name'.")
 
 
+def describe_source(data: str) -> dict:
+    """What ``--data`` names, for records that must notice another data set: an absolute path for local data (a
+    Hub id as given), and the sha256 of an image folder's ``metadata.jsonl`` / ``metadata.csv`` (its labels)."""
+    from .labels import file_sha256
+
+    path = Path(os.path.expanduser(data))
+    if not path.exists() and not any(ch in data for ch in "*?["):
+        return {"data": data, "metadata_sha256": None}
+    source = path.resolve() if path.exists() else Path(os.path.abspath(os.path.expanduser(data)))
+    metadata = [path / name for name in ("metadata.jsonl", "metadata.csv") if (path / name).is_file()]
+    return {"data": str(source), "metadata_sha256": file_sha256(metadata[0]) if metadata else None}
+
+
 def image_column(dataset) -> str:
     """The name of the column holding images."""
     from datasets import Image as ImageFeature

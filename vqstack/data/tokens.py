@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.files import publish_dir, staging_dir
 from .images import ImageDataset
 
 INFO_NAME = "tokens_info.json"
@@ -25,9 +26,10 @@ def check_single_codebook(tokenizer) -> None:
 
 @torch.no_grad()
 def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, label_columns=(),
-                   batch_size: int = 64, num_workers: int = 0, **info):  # info: extra fields for tokens_info.json
+                   batch_size: int = 64, num_workers: int = 0, info: dict | None = None):
     """Encode every image of the 🤗 dataset ``images`` (center-cropped to ``resolution``, no flips) with the
-    frozen ``tokenizer`` and save ``tokens`` (h*w ints, raster order) plus the ``label_columns`` to ``directory``.
+    frozen ``tokenizer`` and save ``tokens`` (h*w ints, raster order) plus the ``label_columns`` to ``directory``,
+    with ``info`` (what the tokens were made from) added to its tokens_info.json.
 
     Each process encodes a contiguous shard and writes it; the main process joins the shards in order. Returns
     the dataset and its info, loaded on every process."""
@@ -36,6 +38,10 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
     check_single_codebook(tokenizer)
     tokenizer.eval().to(accelerator.device)
     directory = Path(directory)
+    shards_dir = directory.with_name(directory.name + ".shards")
+    if accelerator.is_main_process:
+        shutil.rmtree(shards_dir, ignore_errors=True)  # left by a run that crashed while encoding
+    accelerator.wait_for_everyone()
     shard = images.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
     samples = ImageDataset(shard, resolution, random_flip=False)
     loader = torch.utils.data.DataLoader(samples, batch_size=batch_size, num_workers=num_workers)
@@ -50,15 +56,17 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
             picked = labels[batch["index"].tolist()]
             for column in label_columns:
                 rows[column] += picked[column]
-    shard_dir = directory.with_name(directory.name + ".shards") / f"{accelerator.process_index:05d}"
+    shard_dir = shards_dir / f"{accelerator.process_index:05d}"
     features = Features({"tokens": Sequence(Value("int32")), **{c: images.features[c] for c in label_columns}})
     Dataset.from_dict(rows, features=features).save_to_disk(str(shard_dir))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shards = sorted(shard_dir.parent.iterdir())
+        shards = sorted(shards_dir.iterdir())
         merged = concatenate_datasets([load_from_disk(str(p)) for p in shards])
-        save_token_dataset(merged, directory, grid, tokenizer.quantizer.codebook_size, **info)
-        shutil.rmtree(shard_dir.parent)  # the joined copy is on disk; the shards were only for joining
+        staging = staging_dir(directory)
+        save_token_dataset(merged, staging, grid, tokenizer.quantizer.codebook_size, **(info or {}))
+        publish_dir(staging, directory)  # an older token set is replaced only by a complete new one
+        shutil.rmtree(shards_dir)  # the joined copy is on disk; the shards were only for joining
     accelerator.wait_for_everyone()
     return load_token_dataset(directory)
 

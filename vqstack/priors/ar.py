@@ -45,6 +45,8 @@ class ARPrior(nn.Module):
         class_names: list[str] | None = None,        # optional names of the classes, so labels may be names
         attributes: dict[str, list[str]] | None = None,  # {"hair": ["blue", ...], ...}: one prefix token per group
         cond_dropout: float = 0.1,            # training: probability a sample's condition is replaced by null (CFG)
+        group_dropout: float = 0.1,           # training: probability each attribute group alone becomes its null,
+                                              # so partial conditions ("blue hair", eyes unknown) are learned too
         mlp_dim: int | None = None,           # SwiGLU hidden size (default: LlamaGen's 8/3 * dim rounded up to 256)
         dropout: float = 0.0,                 # attention dropout while training
         rope_theta: float = 10000.0,          # RoPE base
@@ -57,9 +59,11 @@ class ARPrior(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
-        if not 0 <= cond_dropout < 1:
-            raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}.")
-        self.vocab_size, self.seq_len, self.cond_dropout = vocab_size, seq_len, cond_dropout
+        for name, value in (("cond_dropout", cond_dropout), ("group_dropout", group_dropout)):
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}.")
+        self.vocab_size, self.seq_len = vocab_size, seq_len
+        self.cond_dropout, self.group_dropout = cond_dropout, group_dropout
         self.conditions = ConditionVocab(num_classes, class_names, attributes)
         self.num_classes = self.conditions.num_classes
         self.prefix_len = self.conditions.prefix_len
@@ -109,14 +113,21 @@ class ARPrior(nn.Module):
             raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(low)}, {int(high)}]: was the "
                              f"prior built for this tokenizer's codebook_size?")
         prefix = self.condition_tokens(labels, tokens.shape[0])
-        if self.training and self.cond_dropout > 0 and self.conditions.is_conditional:
-            # classifier-free guidance learns the unconditional model from the same network
-            drop = torch.rand(tokens.shape[0], 1, device=tokens.device) < self.cond_dropout
-            prefix = torch.where(drop, self.null_prefix, prefix)
+        if self.training and self.conditions.is_conditional:
+            prefix = self.drop_conditions(prefix)
         hidden = self.backbone(input_ids=torch.cat([prefix, tokens[:, :-1]], 1), use_cache=False).last_hidden_state
         logits = self.head(hidden[:, self.prefix_len - 1:])
         loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
         return PriorOutput(loss=loss, logits=logits)
+
+    def drop_conditions(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Training only: replace condition tokens by their nulls at random, so one network also learns the
+        unconditional model (whole prefix, ``cond_dropout``) that classifier-free guidance needs and, with several
+        attribute groups, every partial condition (each group on its own, ``group_dropout``)."""
+        drop = torch.rand(prefix.shape[0], 1, device=prefix.device) < self.cond_dropout
+        if self.prefix_len > 1 and self.group_dropout > 0:
+            drop = drop | (torch.rand(prefix.shape, device=prefix.device) < self.group_dropout)
+        return torch.where(drop, self.null_prefix, prefix)
 
     @torch.inference_mode()
     def generate(self, n: int, labels=None, cfg_scale: float = 1.0, temperature: float = 1.0,

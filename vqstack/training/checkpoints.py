@@ -67,3 +67,4 @@ def save_checkpoint(accelerator, output_dir, step: int, keep: int | None = None)
                 shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return path
+
