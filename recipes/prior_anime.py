@@ -283,6 +283,9 @@ def train(args) -> dict:
         if label_columns else [None] * len(tokens)
     sequences = torch.tensor(tokens["tokens"], dtype=torch.long)
     train_rows, val_rows = split_validation(len(sequences), args.val_fraction, args.val_seed)
+    if len(train_rows) < batch_size * accelerator.num_processes:
+        raise UsageError(f"{len(train_rows)} training sequences cannot fill one batch of {batch_size} per process "
+                         f"({accelerator.num_processes} processes): lower --batch-size or add images.")
     dataset = torch.utils.data.TensorDataset(sequences[train_rows], train_rows)
     dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
                                              num_workers=args.num_workers)

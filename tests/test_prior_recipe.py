@@ -154,7 +154,8 @@ def test_mistakes_end_in_one_line_and_exit_code_2(inputs, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "recipes" / "prior_anime.py"), "--tokenizer", str(inputs / "tokenizer-a"),
-         "--data", str(inputs / "images"), "--preset", "tiny", "--max-steps", "1", "--sample-labels", "purple hair",
+         "--data", str(inputs / "images"), "--preset", "tiny", "--batch-size", "8", "--max-steps", "1",
+         "--sample-labels", "purple hair",
          "--output-dir", str(tmp_path / "run")], capture_output=True, text=True, env=env, timeout=300)
     lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert result.returncode == 2, result.stderr[-2000:]

@@ -69,6 +69,13 @@ def cmd_inpaint(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Measure a tokenizer's reconstructions, or a prior's samples, and write the values as JSON."""
+    from .evaluation.command import run
+
+    return run(args)
+
+
 def parse_labels(text: str | None):
     """"3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior as is."""
     if text is None:
@@ -81,12 +88,54 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", required=True, type=Path, help="folder with the trained prior (recipes write prior/)")
     p.add_argument("--labels", default=None,
                    help='condition: class id, class name or tags such as "blue hair,red eyes" (default: none)')
+    add_generation_options(p)
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+
+
+def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (default: 1 = off)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+
+
+def add_eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
+    p.add_argument("--prior", type=Path, default=None,
+                   help="folder with a trained prior: evaluate its samples instead of the tokenizer's reconstructions")
+    p.add_argument("--data", required=True,
+                   help="images as the recipes read them (folder, 'dir/*.tar', parquet, Hub id); with --prior the "
+                        "reference images, or a token dataset folder (tokens_info.json) for nll")
+    p.add_argument("--split", default="train", help="dataset split (default: train)")
+    p.add_argument("--metrics", default=None,
+                   help="comma-separated. Tokenizer: psnr, ssim, lpips, stlpips, rfid, usage (+perplexity); prior: "
+                        "gfid, nll; both: fd-vgg, fd-<features name>, fd (on --features), precision, recall. "
+                        "Default: psnr,ssim,stlpips,fd-vgg,usage / fd-vgg,precision,recall (+nll for token data). "
+                        "See docs/evaluation.md")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="tokenizer evaluation: image side after center-cropping (default: the tokenizer's encoder "
+                        "resolution)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N images / sequences (default: all)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch and process (default: 32)")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader workers (default: 0)")
+    p.add_argument("--features", default="vgg16-stlpips",
+                   help="features network of fd and precision/recall (default: vgg16-stlpips; "
+                        "`vqstack components features` lists them)")
+    p.add_argument("--k", type=int, default=3, help="neighbourhood size of precision/recall (default: 3)")
+    p.add_argument("--fid-weights", type=Path, default=None,
+                   help="torch-fidelity's InceptionV3 checkpoint weights-inception-2015-12-05-6726825d.pth for "
+                        "rfid/gfid (default: the torch hub cache)")
+    p.add_argument("--lpips-weights", type=Path, default=None,
+                   help="torchvision ImageNet checkpoint of the LPIPS backbone (default: the torch hub cache)")
+    p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg", "squeeze"],
+                   help="LPIPS backbone (default: alex, the lpips package's metric setting)")
+    p.add_argument("--num-samples", type=int, default=1000, help="prior evaluation: images to sample (default: 1000)")
+    p.add_argument("--labels", default=None,
+                   help='prior evaluation: condition of the samples, e.g. "blue hair,red eyes"; several separated '
+                        'by ";" are used in turn (default: none)')
+    add_generation_options(p)
+    p.add_argument("--json", type=Path, default=None, help="write the values and what they were measured with here")
 
 
 def _cuda() -> bool:
@@ -133,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1)")
     p.add_argument("--out", type=Path, default=Path("inpainted.png"), help="image to write (default: inpainted.png)")
     p.set_defaults(func=cmd_inpaint)
+
+    p = sub.add_parser("eval", help=cmd_eval.__doc__, description=cmd_eval.__doc__ + " Runs under accelerate "
+                       "launch (-m vqstack.cli eval ...) across processes.")
+    add_eval_options(p)
+    p.set_defaults(func=cmd_eval)
     return parser
 
 

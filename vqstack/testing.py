@@ -166,6 +166,28 @@ def check_prior(prior, batch: int = 2) -> None:
     check_round_trips(prior, tokens)
 
 
+def check_features(network, batch: int = 2, size: int = 32) -> None:
+    """A feature network maps images in [-1, 1] of any size to float (B, num_features), frozen and deterministic
+    (also after ``.train()``, which a training loop calls on everything it owns)."""
+    name = type(network).__name__
+    assert isinstance(network.num_features, int) and network.num_features > 0, f"{name}.num_features: positive int"
+    assert isinstance(network.description, str) and network.description, f"{name}.description: say what it is"
+    assert all(not p.requires_grad for p in network.parameters()), f"{name}: parameters must be frozen"
+    x = torch.rand(batch, 3, size, size) * 2 - 1
+    with torch.no_grad():
+        first = network(x)
+        network.train()
+        again = network(x)
+        other_size = network(torch.rand(1, 3, size + 8, size + 8) * 2 - 1)
+    assert first.is_floating_point() and first.shape == (batch, network.num_features), (
+        f"{name}: must return float (B, num_features) = {(batch, network.num_features)}, got {first.dtype} "
+        f"{tuple(first.shape)}")
+    assert torch.isfinite(first).all(), f"{name}: features have NaN or inf"
+    assert other_size.shape == (1, network.num_features), f"{name}: any image size must give (B, num_features)"
+    torch.testing.assert_close(again, first, msg=f"{name}: the same images must give the same features, also after "
+                                                 f".train()")
+
+
 CHECKS = {
     "quantizer": check_quantizer,
     "encoder": check_encoder,
@@ -173,6 +195,7 @@ CHECKS = {
     "discriminator": check_discriminator,
     "perceptual": check_perceptual,
     "prior": check_prior,
+    "features": check_features,
 }
 
 

@@ -52,6 +52,15 @@ def vqstack_register_priors(registry):
     """Register priors: token models with ``generate(n, labels=..., cfg_scale=..., ...)`` -> long (n, seq_len)."""
 
 
+@hookspec
+def vqstack_register_features(registry):
+    """Register feature networks for Fréchet distances and precision/recall: frozen modules mapping images
+    (B, 3, H, W) in [-1, 1] to features (B, num_features) float, resizing and normalising inside.
+
+    A feature network exposes ``num_features`` (int) and ``description`` (str: the network and its weights, which
+    evaluation reports record); :class:`vqstack.evaluation.FeatureNetwork` is a base class doing the freezing."""
+
+
 # --- training: observe only ---------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ BUILTIN_PLUGINS = (
     "vqstack.discriminators",
     "vqstack.perceptual",
     "vqstack.priors",
+    "vqstack.evaluation.features",
 )
 
 

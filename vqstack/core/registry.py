@@ -13,6 +13,7 @@ KIND_HOOKS = {
     "discriminator": "vqstack_register_discriminators",
     "perceptual": "vqstack_register_perceptual_losses",
     "prior": "vqstack_register_priors",
+    "features": "vqstack_register_features",
 }
 
 SPEC_ATTR = "_vqstack_spec"
@@ -33,6 +34,10 @@ def suggest(name: str, choices) -> str:
     """A ' Did you mean ...?' sentence for the closest choice, or ''."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def plural(kind: str) -> str:
+    return kind if kind.endswith("s") else f"{kind}s"  # "features" is already plural
 
 
 def check_kind(kind: str) -> str:
@@ -80,9 +85,8 @@ class Registry:
             return self._factories[name]
         except KeyError:
             known = ", ".join(self.names()) or "none"
-            raise UnknownComponentError(
-                f"Unknown {self.kind} {name!r}. Registered {self.kind}s: {known}.{suggest(name, self._factories)}"
-            ) from None
+            raise UnknownComponentError(f"Unknown {self.kind} {name!r}. Registered {plural(self.kind)}: {known}."
+                                        f"{suggest(name, self._factories)}") from None
 
     def build(self, name: str, **kwargs):
         """Build ``name`` with ``kwargs``; the result remembers both, so it can be saved and rebuilt by name."""

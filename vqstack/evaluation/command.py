@@ -1,0 +1,190 @@
+"""``vqstack eval``: one process, or several under ``accelerate launch`` (each takes a contiguous shard of the
+images, or every num_processes-th chunk of samples, and the metrics sum their states across processes), so N
+processes report what one process reports. Only the main process prints and writes the JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.images import ImageDataset, describe_source, load_image_dataset
+from ..data.tokens import INFO_NAME, load_token_dataset
+from .catalog import DEFAULT_METRICS, PRIOR, TOKENIZER, parse_metrics
+from .report import format_table, make_record, saved_component, write_json
+from .suite import required_weights
+
+
+def run(args) -> int:
+    mode = PRIOR if args.prior else TOKENIZER
+    token_data = is_token_dataset(args.data)
+    requests = parse_metrics(requested_metrics(args.metrics, mode, token_data), args.features, mode)
+    check_options(args, mode, requests, token_data)
+    required_weights(requests, {}, args.fid_weights, args.lpips_weights, args.lpips_net)  # first: fail before any work
+
+    from accelerate import Accelerator
+
+    from ..training.runtime import cpu_processes
+
+    accelerator = Accelerator(cpu=cpu_processes())  # several CPU processes: one gloo group, not N unrelated jobs
+    evaluate = evaluate_prior if mode == PRIOR else evaluate_reconstructions
+    values, networks, context = evaluate(args, [r.key for r in requests], accelerator)
+    if accelerator.is_main_process:
+        record = make_record(values, networks, **context)
+        print(format_table(values, networks))
+        if args.json:
+            print(f"-> {write_json(record, args.json)}")
+    accelerator.wait_for_everyone()
+    return 0
+
+
+def is_token_dataset(data: str) -> bool:
+    return (Path(data).expanduser() / INFO_NAME).is_file()
+
+
+def requested_metrics(metrics: str | None, mode: str, token_data: bool) -> str:
+    """``--metrics`` or the defaults; a prior evaluated on a token dataset always reports its nll too."""
+    return (metrics or DEFAULT_METRICS[mode]) + (",nll" if token_data and mode == PRIOR else "")
+
+
+def check_options(args, mode: str, requests, token_data: bool) -> None:
+    """One clear error per option that does not fit this evaluation."""
+    for option in ("limit", "batch_size", "num_samples", "resolution"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be a positive int, got {value}.")
+    if mode == PRIOR and args.resolution is not None:
+        raise ValueError("--resolution is for tokenizer evaluations; a prior's samples and the reference images "
+                         "take the pipeline's image size.")
+    if mode == TOKENIZER and token_data:
+        raise ValueError(f"--data {args.data} is a token dataset; a tokenizer evaluation needs images (a token "
+                         f"dataset serves a prior evaluation: add --prior DIR).")
+    if any(r.metric == "nll" for r in requests) and not token_data:
+        raise ValueError(f"nll scores a token dataset, but --data {args.data} has no {INFO_NAME}: pass the tokens/ "
+                         f"folder a prior recipe wrote (recipes/prior_anime.py --output-dir .../tokens).")
+
+
+def suite_options(args) -> dict:
+    return {"features": args.features, "fid_weights": args.fid_weights, "lpips_weights": args.lpips_weights,
+            "lpips_net": args.lpips_net, "k": args.k}
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+
+def load_images(data: str, limit: int | None, split: str, accelerator):
+    """The 🤗 dataset behind ``data``, its first ``limit`` rows (all when None)."""
+    with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
+        images = load_image_dataset(str(data), split=split)
+    return images.select(range(min(limit, len(images)))) if limit else images
+
+
+def image_batches(images, resolution: int, args, accelerator, desc: str):
+    """This process's contiguous shard of ``images``, center-cropped to ``resolution`` (no flips), in batches."""
+    shard = images.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
+    loader = torch.utils.data.DataLoader(ImageDataset(shard, resolution, random_flip=False),
+                                         batch_size=args.batch_size, num_workers=args.num_workers)
+    return tqdm(loader, desc=desc, disable=not accelerator.is_main_process)
+
+
+# --- tokenizer --------------------------------------------------------------------------------------------------
+
+
+def evaluate_reconstructions(args, names: list[str], accelerator):
+    from ..tokenizer import Tokenizer
+    from .reconstruction import evaluate_tokenizer, tokenizer_suite
+
+    # loaded on the CPU, then moved: safetensors refuses the "cpu:1" devices of multi-process CPU runs
+    tokenizer = Tokenizer.from_pretrained(args.tokenizer).to(accelerator.device)
+    resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
+    if resolution is None:
+        raise ValueError("The tokenizer's config names no encoder resolution: pass --resolution.")
+    suite = tokenizer_suite(tokenizer, names, **suite_options(args))
+    images = load_images(args.data, args.limit, args.split, accelerator)
+    values = evaluate_tokenizer(tokenizer, image_batches(images, resolution, args, accelerator, "eval"), suite)
+    context = {"images": len(images), "resolution": resolution, "data": describe_source(str(args.data)),
+               "tokenizer": saved_component(args.tokenizer)}
+    return values, suite.networks, context
+
+
+# --- prior ------------------------------------------------------------------------------------------------------
+
+
+def evaluate_prior(args, names: list[str], accelerator):
+    from ..pipeline import Pipeline
+    from .generation import evaluate_samples
+    from .suite import build_suite
+
+    image_names = [name for name in names if name != "nll"]
+    suite = build_suite(image_names, **suite_options(args)) if image_names else None
+    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior)  # on the CPU first, as for the tokenizer
+    pipe.tokenizer.to(accelerator.device), pipe.prior.to(accelerator.device)
+    values, networks = {}, {}
+    context = {"samples": args.num_samples, "sampling": sampling_record(args),
+               "tokenizer": saved_component(args.tokenizer), "prior": saved_component(args.prior)}
+    if suite is not None:
+        height, width = pipe.image_size
+        if height != width:
+            raise ValueError(f"The pipeline makes {height}x{width} images; reference images are center-cropped "
+                             f"squares, so only square grids are evaluated.")
+        source = reference_source(args.data)
+        images = load_images(source, args.limit, args.split, accelerator)
+        references = image_batches(images, height, args, accelerator, "reference")
+        values.update(evaluate_samples(sample_batches(pipe, args, accelerator), references, suite,
+                                       device=accelerator.device))
+        networks = suite.networks
+        context.update(images=len(images), resolution=height, data=describe_source(source))
+    if "nll" in names:
+        values["nll"], context["sequences"] = validation_nll(pipe.prior, args, accelerator)
+        context["tokens"] = describe_source(str(args.data))
+    return values, networks, context
+
+
+def reference_source(data: str) -> str:
+    """The reference images: ``data``, or for a token dataset the images it was encoded from."""
+    if not is_token_dataset(data):
+        return data
+    _, info = load_token_dataset(data)
+    source = info.get("data")
+    if not source or not Path(source).exists():
+        raise ValueError(f"{data} records no readable source images ({INFO_NAME} 'data': {source!r}); pass the "
+                         f"image folder as --data for image metrics, or ask for --metrics nll alone.")
+    return source
+
+
+def sample_batches(pipe, args, accelerator):
+    from .generation import sample_images
+
+    chunks = -(-args.num_samples // args.batch_size)
+    mine = len(range(accelerator.process_index, chunks, accelerator.num_processes))
+    samples = sample_images(pipe, args.num_samples, sample_labels(args.labels), batch_size=args.batch_size,
+                            seed=args.seed, rank=accelerator.process_index, world=accelerator.num_processes,
+                            cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p)
+    return tqdm(samples, total=mine, desc="samples", disable=not accelerator.is_main_process)
+
+
+def sample_labels(text: str | None):
+    """``--labels``: one label for every sample, or several separated by ";" taken in turn."""
+    from ..cli import parse_labels
+
+    if text is None or ";" not in text:
+        return parse_labels(text)
+    return [parse_labels(part) if part.strip() else None for part in text.split(";")]
+
+
+def sampling_record(args) -> dict:
+    return {name: getattr(args, name) for name in ("labels", "cfg_scale", "seed", "temperature", "top_k", "top_p")}
+
+
+def validation_nll(prior, args, accelerator) -> tuple[float, int]:
+    """(mean per-token NLL of the token dataset's sequences, how many) with each process scoring a shard."""
+    from .generation import sequence_labels, token_nll
+
+    tokens, info = load_token_dataset(args.data)
+    if args.limit:
+        tokens = tokens.select(range(min(args.limit, len(tokens))))
+    shard = tokens.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
+    sequences = torch.tensor(shard["tokens"], dtype=torch.long).reshape(len(shard), -1)
+    labels = sequence_labels(prior, shard, info.get("label_columns") or [])
+    return token_nll(prior, sequences, labels, batch_size=args.batch_size), len(tokens)

@@ -1,0 +1,123 @@
+"""Metric objects: torchmetrics ``Metric`` subclasses that accumulate per batch and sync across processes.
+
+torchmetrics provides PSNR, SSIM and the Fréchet distance (``FrechetInceptionDistance`` with a custom feature
+network); torch-fidelity the k-NN precision/recall computation. What neither has is written here as thin Metrics:
+the mean of a perceptual distance, the codebook histogram, and the feature sets precision/recall need. Under
+``torch.distributed`` (``accelerate launch``) ``compute()`` sums or concatenates every process's states first, so N
+processes each fed a different shard give the value one process gives on the whole set.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.utilities import dim_zero_cat
+
+
+class FrechetDistance(FrechetInceptionDistance):
+    """Fréchet distance between the real and fake feature distributions of ``network`` (a feature network:
+    images in [-1, 1] -> (B, F)), computed by torchmetrics' FID code. With the ``inception`` network this is FID;
+    with any other it is a Fréchet distance on that network's features and must be named for it.
+
+    ``update(images, real=True/False)``; ``compute()`` -> scalar tensor."""
+
+    def __init__(self, network: nn.Module, **kwargs):
+        super().__init__(feature=network, **kwargs)
+
+    def compute(self) -> torch.Tensor:
+        counts = int(self.real_features_num_samples), int(self.fake_features_num_samples)
+        if min(counts) < 2:  # torchmetrics would raise a RuntimeError without saying how many it got
+            raise ValueError(f"A Fréchet distance needs at least 2 real and 2 fake images; got {counts[0]} real and "
+                             f"{counts[1]} fake. Evaluate more images.")
+        return super().compute()
+
+
+class PerceptualDistance(MeanMetric):
+    """Mean over images of a perceptual distance ``network(fake, real)`` -> (B,) (LPIPS, ST-LPIPS).
+
+    ``update(fake, real)``; ``compute()`` -> scalar tensor."""
+
+    def __init__(self, network: nn.Module, **kwargs):
+        super().__init__(nan_strategy="error", **kwargs)
+        self.network = network
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        super().update(self.network(fake, real))
+
+
+class CodebookUsage(Metric):
+    """How much of the codebook a whole set of token grids uses.
+
+    ``update(indices)`` with long (B, h, w) grids, or (B, h, w, Q) for ``num_codebooks`` = Q codebooks.
+    ``compute()`` -> {"usage": fraction of the codes used at least once, "perplexity": exp(entropy) of the code
+    histogram}, both averaged over the codebooks (each codebook has its own histogram)."""
+
+    full_state_update = False
+
+    def __init__(self, codebook_size: int, num_codebooks: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.codebook_size, self.num_codebooks = int(codebook_size), int(num_codebooks)
+        self.add_state("counts", torch.zeros(self.num_codebooks, self.codebook_size, dtype=torch.long),
+                       dist_reduce_fx="sum")
+
+    def update(self, indices: torch.Tensor) -> None:
+        per_position = indices.dim() == 4  # (B, h, w, Q)
+        if indices.is_floating_point() or (indices.shape[-1] if per_position else 1) != self.num_codebooks:
+            raise ValueError(f"CodebookUsage(num_codebooks={self.num_codebooks}) takes integer token grids "
+                             f"(B, h, w){' x Q' if per_position else ''}; got {indices.dtype} {tuple(indices.shape)}.")
+        flat = indices.reshape(-1, self.num_codebooks).long()
+        if flat.numel() and (flat.min() < 0 or flat.max() >= self.codebook_size):
+            raise ValueError(f"Token ids must lie in [0, {self.codebook_size}); got [{int(flat.min())}, "
+                             f"{int(flat.max())}]: is codebook_size the tokenizer's?")
+        # one bincount for all codebooks: codebook q's ids are shifted by q * codebook_size
+        offsets = torch.arange(self.num_codebooks, device=flat.device) * self.codebook_size
+        counts = torch.bincount((flat + offsets).reshape(-1), minlength=self.counts.numel())
+        self.counts += counts.view_as(self.counts)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        counts = self.counts.double()
+        probs = counts / counts.sum(1, keepdim=True).clamp_min(1)
+        perplexity = torch.special.entr(probs).sum(1).exp()  # entr(p) = -p log p, 0 at p = 0
+        return {"usage": (counts > 0).double().mean(), "perplexity": perplexity.mean()}
+
+
+class PrecisionRecall(Metric):
+    """Improved precision and recall (Kynkäänniemi et al., NeurIPS 2019) in the feature space of ``network``.
+
+    Each real (fake) feature gets a ball reaching its k-th nearest real (fake) neighbour. Precision: the fraction of
+    fake images inside some real ball (fidelity); recall: the fraction of real images inside some fake ball
+    (coverage). torch-fidelity computes them from the features collected here.
+
+    ``update(images, real=True/False)``; ``compute()`` -> {"precision", "recall"}."""
+
+    full_state_update = False
+
+    def __init__(self, network: nn.Module, k: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k (neighbourhood size) must be an int >= 1, got {k!r}.")
+        self.network, self.k = network, k
+        self.add_state("real_features", [], dist_reduce_fx="cat")
+        self.add_state("fake_features", [], dist_reduce_fx="cat")
+
+    def update(self, images: torch.Tensor, real: bool) -> None:
+        (self.real_features if real else self.fake_features).append(self.network(images).float())
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+        real, fake = _collected(self.real_features), _collected(self.fake_features)
+        if min(len(real), len(fake)) <= self.k:
+            raise ValueError(f"Precision/recall with k={self.k} needs more than {self.k} real and fake images; got "
+                             f"{len(real)} real and {len(fake)} fake.")
+        # torch-fidelity's argument order: generated first, real second
+        precision, recall = calculate_precision_recall_part(fake, real, neighborhood=self.k)
+        return {"precision": torch.tensor(precision), "recall": torch.tensor(recall)}
+
+
+def _collected(state) -> torch.Tensor:
+    """A "cat" state as one (N, F) tensor: a list before syncing, a tensor after; empty when nothing came."""
+    if isinstance(state, list) and not state:
+        return torch.zeros(0, 0)
+    return dim_zero_cat(state)

@@ -1,0 +1,56 @@
+"""Evaluating a tokenizer: encode and decode every image, compare the reconstructions with the originals.
+
+    values = evaluate_tokenizer(tokenizer, batches, ["psnr", "ssim", "stlpips", "fd-vgg", "usage"])
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from .catalog import DEFAULT_METRICS, TOKENIZER
+from .suite import MetricSuite, build_suite
+
+
+def pixels(batch) -> torch.Tensor:
+    """An image batch (B, 3, H, W) in [-1, 1], given as a tensor or as an ImageDataset batch dict."""
+    return batch["pixel_values"] if isinstance(batch, dict) else batch
+
+
+def codebook_layout(tokenizer) -> tuple[int, int]:
+    """(codebook_size, codebooks per position) of ``tokenizer``: a probe tells a (B, h, w) grid from (B, h, w, Q)."""
+    side = 2 * tokenizer.downsample
+    probe = torch.zeros(1, 3, side, side, device=next(tokenizer.parameters()).device)
+    tokens = tokenizer.encode(probe)
+    return int(tokenizer.quantizer.codebook_size), tokens.shape[-1] if tokens.dim() == 4 else 1
+
+
+def tokenizer_suite(tokenizer, metrics=DEFAULT_METRICS[TOKENIZER], **options) -> MetricSuite:
+    """:func:`build_suite` with the tokenizer's codebook layout filled in (for ``usage``)."""
+    codebook_size, num_codebooks = codebook_layout(tokenizer)
+    return build_suite(metrics, codebook_size=codebook_size, num_codebooks=num_codebooks, **options)
+
+
+@torch.no_grad()
+def update_reconstruction(suite: MetricSuite, tokenizer, images: torch.Tensor) -> None:
+    """Feed one batch: tokens (usage), reconstruction vs original (pairs) and both image sets (Fréchet distances)."""
+    tokens = tokenizer.encode(images)
+    recon = tokenizer.decode(tokens)  # clamped to [-1, 1], as an image written to a file would be
+    suite.update_pairs(recon, images)
+    suite.update_sets(images, real=True)
+    suite.update_sets(recon, real=False)
+    suite.update_tokens(tokens)
+
+
+def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOKENIZER], **options) -> dict[str, float]:
+    """Reconstruction metrics of ``tokenizer`` over ``batches`` (tensors (B, 3, H, W) in [-1, 1] or ImageDataset
+    batch dicts) -> {name: value}.
+
+    ``metrics`` is a list of names (``options`` go to :func:`build_suite`) or a ready :class:`MetricSuite`. Under
+    ``torch.distributed`` give each process its own shard of the images: the values are synced over all of them."""
+    suite = metrics if isinstance(metrics, MetricSuite) else tokenizer_suite(tokenizer, metrics, **options)
+    device = next(tokenizer.parameters()).device
+    suite.to(device)
+    for batch in batches:
+        update_reconstruction(suite, tokenizer, pixels(batch).to(device))
+    return suite.compute()

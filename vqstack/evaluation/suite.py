@@ -1,0 +1,165 @@
+"""A set of named metrics fed by role, and the builder that makes one from metric names.
+
+    suite = build_suite(["psnr", "fd-vgg", "usage"], codebook_size=1024)
+    suite.update_pairs(recon, images)            # psnr, ssim, lpips, stlpips: (fake, real) image pairs
+    suite.update_sets(images, real=True)         # Fréchet distances, precision/recall: two image sets
+    suite.update_sets(recon, real=False)
+    suite.update_tokens(tokens)                  # usage / perplexity
+    suite.compute()                              # {"psnr": ..., "fd-vgg": ..., "usage": ..., "perplexity": ...}
+    suite.networks                               # {"fd-vgg": "ST-LPIPS VGG16 (ImageNet, ...) ..."}
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.plugins import registry
+from .catalog import DEFAULT_FEATURES, FID_FEATURES, parse_metrics
+from .features import SharedFeatures
+from .weights import inception_weights, lpips_backbone_weights
+
+STLPIPS_DESCRIPTION = ("ST-LPIPS, VGG16 (shift-tolerant LPIPS; ImageNet-trained backbone and calibrated layers "
+                       "shipped by stlpips-pytorch, vST0.0): not LPIPS")
+
+
+class MetricSuite(nn.Module):
+    """Named torchmetrics metrics grouped by what they are fed. ``compute()`` syncs them across processes (unless
+    built with ``sync_on_compute=False``) and returns plain floats; ``networks`` says which network each distance
+    used. An ``nn.Module``, so ``suite.to(device)`` moves every metric and network."""
+
+    def __init__(self, pairs: dict | None = None, sets: dict | None = None, tokens: dict | None = None,
+                 networks: dict[str, str] | None = None):
+        super().__init__()
+        self.pairs = nn.ModuleDict(pairs or {})  # update(fake, real)
+        self.sets = nn.ModuleDict(sets or {})  # update(images, real=bool)
+        self.tokens = nn.ModuleDict(tokens or {})  # update(indices)
+        self.networks = dict(networks or {})
+
+    def update_pairs(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        for metric in self.pairs.values():
+            metric.update(fake, real)
+
+    def update_sets(self, images: torch.Tensor, real: bool) -> None:
+        for metric in self.sets.values():
+            metric.update(images, real=real)
+
+    def update_tokens(self, indices: torch.Tensor) -> None:
+        for metric in self.tokens.values():
+            metric.update(indices)
+
+    def compute(self) -> dict[str, float]:
+        """Every metric's value as a float; a metric returning several values (usage and perplexity, precision and
+        recall) reports each under its own name."""
+        values = {}
+        for name, metric in [*self.pairs.items(), *self.sets.items(), *self.tokens.items()]:
+            result = metric.compute()
+            results = result if isinstance(result, dict) else {name: result}
+            values.update({key: float(value) for key, value in results.items()})
+        return values
+
+    def reset(self) -> None:
+        for metric in [*self.pairs.values(), *self.sets.values(), *self.tokens.values()]:
+            metric.reset()
+
+
+def build_suite(metrics, *, features: str = DEFAULT_FEATURES, codebook_size: int | None = None,
+                num_codebooks: int = 1, fid_weights=None, lpips_weights=None, lpips_net: str = "alex", k: int = 3,
+                networks: dict[str, nn.Module] | None = None, sync_on_compute: bool = True) -> MetricSuite:
+    """A :class:`MetricSuite` for ``metrics`` (names or "a,b,c"; see ``vqstack eval --help``).
+
+    features        network of ``fd`` and precision/recall (a ``features`` registry name)
+    codebook_size   the tokenizer's, for ``usage`` (``num_codebooks`` > 1 for residual/grouped quantizers)
+    fid_weights     InceptionV3 checkpoint for rfid/gfid instead of the torch hub cache
+    lpips_weights   torchvision backbone checkpoint for lpips instead of the torch hub cache; lpips_net its net
+    k               neighbourhood size of precision/recall
+    networks        ready-made networks by name, used instead of building them: features names ("inception",
+                    "vgg16-stlpips", ...) and "lpips" / "stlpips" (tests pass stand-ins this way)
+    sync_on_compute False when every process evaluates the same images (no summing across processes)
+
+    Missing pretrained weights fail first (:class:`~vqstack.evaluation.weights.MissingWeightsError`), before any
+    network is built."""
+    requests = parse_metrics(metrics, features)
+    given = dict(networks or {})
+    paths = required_weights(requests, given, fid_weights, lpips_weights, lpips_net)
+    options = {"sync_on_compute": sync_on_compute}
+    built = {}  # features name -> SharedFeatures: one network instance (and forward) per image batch for all
+    pairs, sets, tokens, descriptions = {}, {}, {}, {}
+    for request in requests:
+        if request.metric in ("psnr", "ssim"):
+            pairs[request.key] = pixel_metric(request.metric, options)
+        elif request.metric in ("lpips", "stlpips"):
+            network, descriptions[request.key] = perceptual_network(request.metric, given, paths, lpips_net)
+            pairs[request.key] = _metrics().PerceptualDistance(network, **options)
+        elif request.metric == "usage":
+            if codebook_size is None:
+                raise ValueError("The usage metric needs the tokenizer's codebook_size.")
+            tokens["usage"] = _metrics().CodebookUsage(codebook_size, num_codebooks, **options)
+        elif request.metric == "nll":
+            raise ValueError("nll scores token sequences, not images: use token_nll(), not a metric suite.")
+        elif request.metric in ("precision", "recall"):
+            network = shared_features(request.network, built, given, paths)
+            if "precision" not in sets:  # one metric computes both
+                sets["precision"] = _metrics().PrecisionRecall(network, k=k, **options)
+            descriptions["precision"] = descriptions["recall"] = f"{network.description}; k={k} neighbours"
+        else:  # a Fréchet distance: rfid, gfid, fd-*
+            network = shared_features(request.network, built, given, paths)
+            sets[request.key] = _metrics().FrechetDistance(network, **options)
+            descriptions[request.key] = network.description
+    return MetricSuite(pairs, sets, tokens, descriptions)
+
+
+def _metrics():
+    from . import metrics  # torchmetrics takes seconds to import: only when a suite is built
+
+    return metrics
+
+
+def required_weights(requests, given: dict, fid_weights, lpips_weights, lpips_net: str) -> dict:
+    """The checkpoint paths the requested metrics need, found before anything is built (a MissingWeightsError
+    otherwise); networks given ready-made need none."""
+    paths = {}
+    for request in requests:
+        if request.network == FID_FEATURES and FID_FEATURES not in given:
+            paths[FID_FEATURES] = inception_weights(fid_weights, what=request.key)
+        if request.metric == "lpips" and "lpips" not in given:
+            paths["lpips"] = lpips_backbone_weights(lpips_net, lpips_weights)
+    return paths
+
+
+def pixel_metric(name: str, options: dict):
+    """PSNR or SSIM on [-1, 1] images (data range 2), each averaged over images."""
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+    if name == "psnr":  # dim: one PSNR per image, then the mean (not the PSNR of the pooled MSE)
+        return PeakSignalNoiseRatio(data_range=2.0, dim=(1, 2, 3), reduction="elementwise_mean", **options)
+    return StructuralSimilarityIndexMeasure(data_range=2.0, **options)
+
+
+def shared_features(name: str, built: dict, given: dict, paths: dict) -> SharedFeatures:
+    if name not in built:
+        if name in given:
+            network = given[name]
+        elif name == FID_FEATURES:
+            network = registry("features").build(name, weights=str(paths[FID_FEATURES]))
+        else:
+            network = registry("features").build(name)
+        built[name] = SharedFeatures(network)
+    return built[name]
+
+
+def perceptual_network(name: str, given: dict, paths: dict, lpips_net: str) -> tuple[nn.Module, str]:
+    """The perceptual component for ``lpips`` / ``stlpips``, its own frozen instance, and what it is."""
+    if name in given:
+        return given[name], describe_perceptual(given[name])
+    if name == "stlpips":
+        return registry("perceptual").build("stlpips", net="vgg"), STLPIPS_DESCRIPTION
+    network = registry("perceptual").build("lpips", net=lpips_net, backbone_weights=str(paths["lpips"]))
+    return network, f"LPIPS v0.1, {lpips_net} backbone (torchvision ImageNet weights {paths['lpips']})"
+
+
+def describe_perceptual(network: nn.Module) -> str:
+    if hasattr(network, "description"):
+        return network.description
+    if getattr(network, "pretrained", True) is False:
+        return f"{type(network).__name__} with a RANDOM backbone: a test stand-in, not a real metric"
+    return f"{type(network).__name__} (given)"
