@@ -96,30 +96,30 @@ def make_config(args) -> dict:
     return config
 
 
+EVAL_METRICS = ("psnr", "ssim", "stlpips", "usage")  # vqstack eval's names; stlpips with its own VGG16
+STLPIPS_MIN_SIZE = 18  # the VGG16 ST-LPIPS needs images of at least this many pixels a side
+
+
+def eval_suite(tokenizer, resolution: int):
+    """The fixed held-out metrics, computed by vqstack.evaluation like ``vqstack eval`` (every process evaluates the
+    same images, so nothing is summed across processes). ST-LPIPS uses its own frozen VGG16, whatever the loss
+    uses, so the number means the same with any --perceptual-weight."""
+    from vqstack.evaluation import tokenizer_suite
+
+    metrics = [m for m in EVAL_METRICS if m != "stlpips" or resolution >= STLPIPS_MIN_SIZE]
+    return tokenizer_suite(tokenizer, metrics, sync_on_compute=False)
+
+
 @torch.no_grad()
-def evaluate(tokenizer, images: torch.Tensor, perceptual, batch_size: int) -> dict:
-    """Reconstruction quality on the held-out images: PSNR, ST-LPIPS (when that is the perceptual network) and
-    how much of the codebook the whole set uses."""
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+def evaluate(tokenizer, images: torch.Tensor, suite, batch_size: int) -> dict:
+    """Reconstruction quality on the held-out images, logged as eval/<name>."""
+    from vqstack.evaluation import evaluate_tokenizer
 
     was_training = tokenizer.training
-    tokenizer.eval()
-    psnrs, distances, tokens = [], [], []
-    for start in range(0, len(images), batch_size):
-        real = images[start:start + batch_size]
-        out = tokenizer(real)
-        recon = out.recon.float().clamp(-1, 1)
-        psnrs.append(peak_signal_noise_ratio(recon, real, data_range=2.0, reduction="none", dim=(1, 2, 3)))
-        if perceptual is not None and vqstack.component_spec(perceptual)["name"] == "stlpips":
-            distances.append(perceptual(recon, real))
-        tokens.append(out.indices.reshape(-1))
+    suite.reset()
+    values = evaluate_tokenizer(tokenizer, images.split(batch_size), suite)
     tokenizer.train(was_training)
-    used = torch.unique(torch.cat(tokens)).numel()
-    metrics = {"eval/psnr": torch.cat(psnrs).mean().item(),
-               "eval/codebook_usage": used / tokenizer.quantizer.codebook_size}
-    if distances:
-        metrics["eval/st_lpips"] = torch.cat(distances).mean().item()
-    return metrics
+    return {f"eval/{name}": value for name, value in values.items()}
 
 
 def train(args) -> dict:
@@ -196,6 +196,7 @@ def train(args) -> dict:
     if args.report_to != "none":
         accelerator.init_trackers("vqgan", config={"preset": args.preset, "data": args.data, "lr": config["lr"]})
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
     hook().vqstack_on_train_start(config=config, accelerator=accelerator)
     observers = hook().vqstack_on_step_end.get_hookimpls()  # skip float conversions when nobody listens
 
@@ -213,7 +214,7 @@ def train(args) -> dict:
                 model.train()
             save_comparison_grid(eval_images[:8].cpu(), recon.cpu(), output_dir / "samples" / f"step-{step}.png")
         if do_eval:  # every process evaluates the same small set: no collective can be left waiting
-            metrics = evaluate(model, eval_images, perceptual, config["batch_size"])
+            metrics = evaluate(model, eval_images, suite, config["batch_size"])
             metrics_log.write({"step": step, **metrics})
             accelerator.log(metrics, step=step)
             hook().vqstack_on_validation_end(step=step, metrics=metrics)

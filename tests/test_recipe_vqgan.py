@@ -38,7 +38,27 @@ def test_tiny_run_writes_every_output(images, tmp_path):
         assert key in steps[0], key
     assert "d_loss" not in steps[0] and "d_loss" in steps[-1], "the discriminator starts at --disc-start (2)"
     evals = [r for r in records if "eval/psnr" in r]
-    assert [r["step"] for r in evals] == [3, 4] and "eval/st_lpips" in evals[0]
+    assert [r["step"] for r in evals] == [3, 4]
+    for key in ("eval/psnr", "eval/ssim", "eval/stlpips", "eval/usage", "eval/perplexity"):
+        assert key in evals[0], key
+
+
+def test_eval_metrics_do_not_depend_on_the_loss(images, tmp_path):
+    """ST-LPIPS is measured by its own frozen VGG16, so it is there (and the same) without a perceptual loss."""
+    result = run("--data", images, "--max-steps", 1, "--eval-every", 1, "--perceptual-weight", 0,
+                 "--output-dir", tmp_path)
+    assert result["state"].step == 1
+    record = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][-1]
+    tokenizer = vqstack.Tokenizer.from_pretrained(tmp_path / "tokenizer")
+    from vqstack.data import ImageDataset, load_image_dataset
+    from vqstack.evaluation import evaluate_tokenizer
+
+    data = load_image_dataset(str(images))
+    held_out = ImageDataset(data.select(range(len(data) - 2, len(data))), 32, random_flip=False)  # eval_size 2
+    batch = torch.stack([held_out[i]["pixel_values"] for i in range(len(held_out))])
+    expected = evaluate_tokenizer(tokenizer, [batch], ["psnr", "stlpips"])
+    assert record["eval/stlpips"] == pytest.approx(expected["stlpips"], abs=1e-5)
+    assert record["eval/psnr"] == pytest.approx(expected["psnr"], abs=1e-4)
 
 
 class CrashAfterCheckpoint:
