@@ -1,12 +1,13 @@
 """Every ```python block of the README and docs/ runs as written, so a user copying one never meets an error.
 
 The blocks of a page run in order, each in a fresh namespace, in a scratch folder laid out like a user's project:
-what a block loads (a tokenizer and a prior under runs/, a face from ../shared/data, a mask) is there, made by tiny
+what a block loads (a tokenizer and a prior under runs/, tagged faces in ../shared/data, a mask) is there, made by tiny
 random models. They are untrained: only the code path is checked, no picture. A block whose first line names a
 file (``# package/module.py``) is that file of a package: it is written there for later blocks to import, and a
 written ``<package>/plugin.py`` is registered the way an installed entry point would be.
 """
 import importlib
+import json
 import re
 
 import numpy as np
@@ -37,7 +38,13 @@ def project(tmp_path_factory):
     faces.mkdir(parents=True)
     project.mkdir()
     rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(faces / "00002.jpg")
+    hair = ["blue", "red", "blonde"]
+    with (faces / "metadata.jsonl").open("w") as tags:  # tagged faces, as the attribute metrics need
+        for i in range(2, 32):
+            colour = np.array([[0, 0, 255], [255, 0, 0], [255, 220, 120]][i % 3], dtype=np.uint8)
+            noise = rng.integers(0, 60, (96, 96, 3), dtype=np.uint8)
+            Image.fromarray(colour - np.minimum(noise, colour)).save(faces / f"{i:05d}.jpg")
+            tags.write(json.dumps({"file_name": f"{i:05d}.jpg", "hair": hair[i % 3]}) + "\n")
     mask = np.zeros((96, 96), dtype=np.uint8)
     mask[:32] = 255
     Image.fromarray(mask).save(project / "mask.png")

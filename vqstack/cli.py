@@ -109,14 +109,18 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
                         "reference images, or a token dataset folder (tokens_info.json) for nll")
     p.add_argument("--split", default="train", help="dataset split (default: train)")
     p.add_argument("--metrics", default=None,
-                   help="comma-separated. Tokenizer: psnr, ssim, lpips, stlpips, rfid, usage (+perplexity); prior: "
+                   help="comma-separated. Tokenizer: psnr, ssim, lpips, stlpips, rfid, colour-hist (color-hist), "
+                        "usage (+perplexity), attr:<tag column> (a classifier of the data's own tags, e.g. attr:hair, "
+                        "on held-out originals and their reconstructions; cached in the tokenizer folder); prior: "
                         "gfid, nll; both: fd-vgg, fd-<features name>, fd (on --features), precision, recall. "
                         "Default: psnr,ssim,stlpips,fd-vgg,usage / fd-vgg,precision,recall (+nll for token data). "
                         "See docs/evaluation.md")
     p.add_argument("--resolution", type=int, default=None,
                    help="tokenizer evaluation: image side after center-cropping (default: the tokenizer's encoder "
                         "resolution)")
-    p.add_argument("--limit", type=int, default=None, help="use the first N images / sequences (default: all)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use the first N images / sequences (attr:*: the first N held-out tagged images; its "
+                        "classifier still trains on all the others) (default: all)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch and process (default: 32)")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers (default: 0)")
     p.add_argument("--features", default="vgg16-stlpips",

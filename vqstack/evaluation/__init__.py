@@ -1,12 +1,14 @@
 """Measuring tokenizers and priors the way the field does: PSNR, SSIM, LPIPS, FID (rFID/gFID), k-NN precision/recall,
-codebook usage, token NLL, and the offline ST-LPIPS and FD-VGG, each reported under its own name.
+codebook usage, token NLL, the offline ST-LPIPS and FD-VGG, a colour-histogram distance and attribute fidelity (a
+classifier of the data's own tags on originals and reconstructions), each reported under its own name.
 
     from vqstack.evaluation import evaluate_tokenizer
     values = evaluate_tokenizer(tokenizer, batches, ["psnr", "ssim", "stlpips", "fd-vgg", "usage"])
 
 Modules: ``catalog`` (metric names), ``weights`` (finding pretrained weights, never downloading), ``features`` (the
 ``features`` registry kind and its built-ins), ``metrics`` (torchmetrics Metric objects), ``suite`` (named metrics
-fed by role), ``reconstruction`` and ``generation`` (the evaluation loops), ``report`` (JSON and table),
+fed by role), ``reconstruction`` and ``generation`` (the evaluation loops), ``attributes`` (attr:<column>: the
+tag classifier, its cache and report), ``report`` (JSON and table),
 ``command`` (``vqstack eval``). See docs/evaluation.md.
 
 Names are imported on first use: ``vqstack.evaluation.features`` is a built-in plugin loaded with every registry,
@@ -18,7 +20,8 @@ _EXPORTS = {
     "MissingWeightsError": "weights", "inception_weights": "weights", "lpips_backbone_weights": "weights",
     "FeatureNetwork": "features", "VGG16STLPIPSFeatures": "features", "InceptionFeatures": "features",
     "FrechetDistance": "metrics", "PerceptualDistance": "metrics", "CodebookUsage": "metrics",
-    "PrecisionRecall": "metrics",
+    "PrecisionRecall": "metrics", "ColourHistogramDistance": "metrics", "AttributeConfusion": "metrics",
+    "attribute_fidelity": "attributes", "AttributeReport": "attributes", "AttributeClassifier": "attributes",
     "METRICS": "catalog", "parse_metrics": "catalog",
     "MetricSuite": "suite", "build_suite": "suite",
     "evaluate_tokenizer": "reconstruction", "tokenizer_suite": "reconstruction",

@@ -2,7 +2,8 @@
 
 A Fréchet distance is named for its network: ``rfid``/``gfid`` only on InceptionV3 (that is FID), ``fd-vgg`` on the
 built-in ST-LPIPS VGG16, ``fd-<name>`` on any other registered ``features`` network. ``fd`` alone means "on the
-``--features`` network" and is reported under that network's name.
+``--features`` network" and is reported under that network's name. ``attr:<column>`` names a tag column of the
+data: the accuracy of a classifier of that column on held-out originals and their reconstructions.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ SHORT_FD_NAMES = {"vgg16-stlpips": "vgg"}  # fd-vgg, not fd-vgg16-stlpips
 
 @dataclass(frozen=True)
 class MetricInfo:
-    role: str  # what it is fed: "pairs" (fake, real), "sets" (real or fake images), "tokens", "sequences"
+    role: str  # what it is fed: "pairs" (fake, real), "sets" (real or fake images), "tokens", "sequences",
+    # "tagged" (a data set with tags: not a suite metric)
     modes: tuple[str, ...]  # tokenizer evaluation, prior evaluation or both
     summary: str
 
@@ -28,6 +30,8 @@ class MetricInfo:
 METRICS = {
     "psnr": MetricInfo("pairs", (TOKENIZER,), "PSNR (dB) of each reconstruction, data range 2 ([-1, 1]), averaged"),
     "ssim": MetricInfo("pairs", (TOKENIZER,), "SSIM (torchmetrics, Gaussian 11x11, sigma 1.5), averaged over images"),
+    "colour-hist": MetricInfo("pairs", (TOKENIZER,), "1 - intersection of the joint RGB histograms (8x8x8 bins) "
+                                                     "of each reconstruction and its original, averaged (0 to 1)"),
     "lpips": MetricInfo("pairs", (TOKENIZER,), "LPIPS (lpips package, --lpips-net backbone; needs its weights)"),
     "stlpips": MetricInfo("pairs", (TOKENIZER,), "shift-tolerant LPIPS, VGG16 (stlpips-pytorch; not LPIPS)"),
     "rfid": MetricInfo("sets", (TOKENIZER,), "FID of the reconstructions against the originals (InceptionV3; "
@@ -40,10 +44,15 @@ METRICS = {
     "recall": MetricInfo("sets", BOTH, "k-NN recall (Kynkäänniemi et al. 2019) on the --features network"),
     "usage": MetricInfo("tokens", (TOKENIZER,), "fraction of the codebook used over the whole set, and the "
                                                 "perplexity of the code histogram"),
+    "attr": MetricInfo("tagged", (TOKENIZER,), "attr:<column>: accuracy of a small CNN trained on the data's own "
+                                               "<column> tags, on held-out originals and their reconstructions, "
+                                               "overall and per class"),
     "nll": MetricInfo("sequences", (PRIOR,), "mean per-token cross-entropy (nats) of a token dataset's sequences "
                                              "under their labels"),
 }
-ALIASES = {"perplexity": "usage"}  # reported together
+ALIASES = {"perplexity": "usage",  # reported together
+           "color-hist": "colour-hist"}
+ATTRIBUTE = "attr:"
 DEFAULT_METRICS = {TOKENIZER: "psnr,ssim,stlpips,fd-vgg,usage", PRIOR: "fd-vgg,precision,recall"}
 
 
@@ -52,6 +61,7 @@ class Request:
     key: str  # the name the value is reported under: "psnr", "fd-vgg", "rfid", ...
     metric: str  # its entry in METRICS
     network: str | None = None  # the features network of a "sets" metric
+    column: str | None = None  # the tag column of an attr:<column> metric
 
 
 SHORT_NAMES_INVERSE = {short: name for name, short in SHORT_FD_NAMES.items()}
@@ -68,7 +78,7 @@ def parse_metrics(names, features: str = DEFAULT_FEATURES, mode: str | None = No
     ``mode`` ("tokenizer" or "prior") also refuses the metrics that do not apply to that evaluation."""
     if isinstance(names, str):
         names = names.split(",")
-    names = [name.strip().lower() for name in names if name.strip()]
+    names = [normalised(name) for name in names if name.strip()]
     if not names:
         raise ValueError(f"No metric given; choose from {', '.join(known_names())}.")
     registry("features").get(features)  # an unknown --features fails here, listing the registered ones
@@ -81,7 +91,19 @@ def parse_metrics(names, features: str = DEFAULT_FEATURES, mode: str | None = No
     return list(requests.values())
 
 
+def normalised(name: str) -> str:
+    """A metric name in lower case; the column of attr:<column> as given (tag columns are case-sensitive)."""
+    name = name.strip()
+    head, colon, column = name.partition(":")
+    return head.lower() + colon + column.strip()
+
+
 def resolve(name: str, features: str) -> Request:
+    if name.startswith(ATTRIBUTE):
+        column = name[len(ATTRIBUTE):]
+        if not column:
+            raise ValueError("attr: needs a tag column of the data, e.g. attr:hair.")
+        return Request(name, "attr", column=column)
     if name == "fd":
         return Request(fd_key(features), "fd", features)
     if name.startswith("fd-"):
@@ -111,9 +133,18 @@ def check_mode(name: str, metric: str, mode: str) -> None:
 
 
 def known_names() -> list[str]:
-    return [*METRICS, *ALIASES, *(fd_key(n) for n in registry("features").names())]
+    names = [name if name != "attr" else "attr:<column>" for name in [*METRICS, *ALIASES]]
+    return [*names, *(fd_key(n) for n in registry("features").names())]
 
 
 def metric_of(name: str) -> str:
-    """The METRICS entry a known name stands for ("fd-vgg" -> "fd", "perplexity" -> "usage")."""
-    return "fd" if name.startswith("fd-") else ALIASES.get(name, name)
+    """The METRICS entry a known name stands for ("fd-vgg" -> "fd", "perplexity" -> "usage", "attr:hair" ->
+    "attr")."""
+    if name.startswith("fd-"):
+        return "fd"
+    return "attr" if name.startswith(ATTRIBUTE) else ALIASES.get(name, name)
+
+
+def attribute_columns(requests) -> list[str]:
+    """The tag columns of the attr:<column> requests."""
+    return [request.column for request in requests if request.metric == "attr"]

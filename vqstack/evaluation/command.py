@@ -10,7 +10,8 @@ from tqdm.auto import tqdm
 
 from ..data.images import ImageDataset, describe_source, load_image_dataset
 from ..data.tokens import INFO_NAME, load_token_dataset
-from .catalog import DEFAULT_METRICS, PRIOR, TOKENIZER, parse_metrics
+from .attributes import attribute_classifier, attribute_confusion, attribute_report, attribute_tables, column_tags
+from .catalog import DEFAULT_METRICS, PRIOR, TOKENIZER, attribute_columns, parse_metrics
 from .report import format_table, make_record, saved_component, write_json
 from .suite import required_weights
 
@@ -28,10 +29,12 @@ def run(args) -> int:
 
     accelerator = Accelerator(cpu=cpu_processes())  # several CPU processes: one gloo group, not N unrelated jobs
     evaluate = evaluate_prior if mode == PRIOR else evaluate_reconstructions
-    values, networks, context = evaluate(args, [r.key for r in requests], accelerator)
+    values, networks, context = evaluate(args, requests, accelerator)
     if accelerator.is_main_process:
         record = make_record(values, networks, **context)
         print(format_table(values, networks))
+        for table in attribute_tables(record):
+            print(table)
         if args.json:
             print(f"-> {write_json(record, args.json)}")
     accelerator.wait_for_everyone()
@@ -72,10 +75,14 @@ def suite_options(args) -> dict:
 # --- data -------------------------------------------------------------------------------------------------------
 
 
-def load_images(data: str, limit: int | None, split: str, accelerator):
-    """The 🤗 dataset behind ``data``, its first ``limit`` rows (all when None)."""
+def load_images(data: str, split: str, accelerator):
+    """The 🤗 dataset behind ``data``."""
     with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
-        images = load_image_dataset(str(data), split=split)
+        return load_image_dataset(str(data), split=split)
+
+
+def first(images, limit: int | None):
+    """The first ``limit`` rows of ``images`` (all when None)."""
     return images.select(range(min(limit, len(images)))) if limit else images
 
 
@@ -90,31 +97,52 @@ def image_batches(images, resolution: int, args, accelerator, desc: str):
 # --- tokenizer --------------------------------------------------------------------------------------------------
 
 
-def evaluate_reconstructions(args, names: list[str], accelerator):
+def evaluate_reconstructions(args, requests, accelerator):
     from ..tokenizer import Tokenizer
-    from .reconstruction import evaluate_tokenizer, tokenizer_suite
+    from .reconstruction import evaluate_tokenizer, tokenizer_resolution, tokenizer_suite
 
     # loaded on the CPU, then moved: safetensors refuses the "cpu:1" devices of multi-process CPU runs
     tokenizer = Tokenizer.from_pretrained(args.tokenizer).to(accelerator.device)
-    resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
-    if resolution is None:
-        raise ValueError("The tokenizer's config names no encoder resolution: pass --resolution.")
-    suite = tokenizer_suite(tokenizer, names, **suite_options(args))
-    images = load_images(args.data, args.limit, args.split, accelerator)
-    values = evaluate_tokenizer(tokenizer, image_batches(images, resolution, args, accelerator, "eval"), suite)
-    context = {"images": len(images), "resolution": resolution, "data": describe_source(str(args.data)),
+    resolution = tokenizer_resolution(tokenizer, args.resolution)
+    dataset = load_images(args.data, args.split, accelerator)
+    tags = [column_tags(dataset, column) for column in attribute_columns(requests)]  # a bad column fails first
+    names = [request.key for request in requests if request.metric != "attr"]
+    values, networks = {}, {}
+    context = {"resolution": resolution, "data": describe_source(str(args.data)),
                "tokenizer": saved_component(args.tokenizer)}
-    return values, suite.networks, context
+    if names:
+        suite = tokenizer_suite(tokenizer, names, **suite_options(args))
+        images = first(dataset, args.limit)
+        values = evaluate_tokenizer(tokenizer, image_batches(images, resolution, args, accelerator, "eval"), suite)
+        networks, context["images"] = suite.networks, len(images)
+    for attribute in tags:
+        report = score_attribute(args, tokenizer, dataset, attribute, resolution, accelerator)
+        values.update(report.values)
+        context.update({key: value for key, value in report.record().items() if key not in report.values})
+    return values, networks, context
+
+
+def score_attribute(args, tokenizer, dataset, tags, resolution: int, accelerator):
+    """attr:<column>: the classifier (trained by the main process and cached beside the tokenizer, then loaded by
+    the others), scored on every process's share of the held-out images."""
+    with accelerator.main_process_first():
+        classifier, info = attribute_classifier(dataset, tags, args.data, resolution, args.tokenizer, args.split,
+                                                accelerator.device)
+    confusion = attribute_confusion(tokenizer, classifier, dataset, tags, resolution, limit=args.limit,
+                                    batch_size=args.batch_size, rank=accelerator.process_index,
+                                    world=accelerator.num_processes)
+    return attribute_report(tags, confusion, info)
 
 
 # --- prior ------------------------------------------------------------------------------------------------------
 
 
-def evaluate_prior(args, names: list[str], accelerator):
+def evaluate_prior(args, requests, accelerator):
     from ..pipeline import Pipeline
     from .generation import evaluate_samples
     from .suite import build_suite
 
+    names = [request.key for request in requests]
     image_names = [name for name in names if name != "nll"]
     suite = build_suite(image_names, **suite_options(args)) if image_names else None
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior)  # on the CPU first, as for the tokenizer
@@ -128,7 +156,7 @@ def evaluate_prior(args, names: list[str], accelerator):
             raise ValueError(f"The pipeline makes {height}x{width} images; reference images are center-cropped "
                              f"squares, so only square grids are evaluated.")
         source = reference_source(args.data)
-        images = load_images(source, args.limit, args.split, accelerator)
+        images = first(load_images(source, args.split, accelerator), args.limit)
         references = image_batches(images, height, args, accelerator, "reference")
         values.update(evaluate_samples(sample_batches(pipe, args, accelerator), references, suite,
                                        device=accelerator.device))

@@ -2,7 +2,8 @@
 
 torchmetrics provides PSNR, SSIM and the Fréchet distance (``FrechetInceptionDistance`` with a custom feature
 network); torch-fidelity the k-NN precision/recall computation. What neither has is written here as thin Metrics:
-the mean of a perceptual distance, the codebook histogram, and the feature sets precision/recall need. Under
+the mean of a perceptual distance, the codebook histogram, the feature sets precision/recall need, a colour
+histogram distance and an attribute classifier's confusion matrices. Under
 ``torch.distributed`` (``accelerate launch``) ``compute()`` sums or concatenates every process's states first, so N
 processes each fed a different shard give the value one process gives on the whole set.
 """
@@ -44,6 +45,58 @@ class PerceptualDistance(MeanMetric):
 
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         super().update(self.network(fake, real))
+
+
+class ColourHistogramDistance(MeanMetric):
+    """Mean over image pairs of 1 - the intersection of their joint RGB histograms (``bins`` per channel, each
+    histogram normalised to sum 1): 0 when both images use the same colours in the same amounts, 1 when they share
+    none. Blind to where the colours are; a colour crossing a bin edge counts as a different colour.
+
+    ``update(fake, real)`` with images (B, 3, H, W) in [-1, 1]; ``compute()`` -> scalar tensor."""
+
+    def __init__(self, bins: int = 8, **kwargs):
+        super().__init__(nan_strategy="error", **kwargs)
+        self.bins = int(bins)
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        overlap = torch.minimum(joint_histograms(fake, self.bins), joint_histograms(real, self.bins)).sum(1)
+        super().update(1 - overlap)
+
+
+def joint_histograms(images: torch.Tensor, bins: int) -> torch.Tensor:
+    """(B, bins³) normalised joint RGB histograms of images (B, 3, H, W) in [-1, 1]."""
+    levels = ((images.float().clamp(-1, 1) + 1) / 2 * bins).long().clamp_(max=bins - 1)
+    cells = (levels[:, 0] * bins + levels[:, 1]) * bins + levels[:, 2]  # (B, H, W): one cell per pixel
+    # one bincount for the whole batch: image b's cells are shifted by b * bins³
+    offsets = torch.arange(len(images), device=images.device)[:, None] * bins ** 3
+    counts = torch.bincount((cells.flatten(1) + offsets).flatten(), minlength=len(images) * bins ** 3)
+    counts = counts.view(len(images), -1).float()
+    return counts / counts.sum(1, keepdim=True)
+
+
+class AttributeConfusion(Metric):
+    """Confusion matrices of a frozen ``classifier`` (images -> logits over ``num_classes``) on originals and on
+    their reconstructions, for the same images and tags.
+
+    ``update(fake, real, labels)``; ``compute()`` -> long (2, C, C): [0] originals, [1] reconstructions; rows are
+    the tags, columns the predictions."""
+
+    full_state_update = False
+
+    def __init__(self, classifier: nn.Module, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier, self.num_classes = classifier.eval(), int(num_classes)
+        self.add_state("confusion", torch.zeros(2, num_classes, num_classes, dtype=torch.long), dist_reduce_fx="sum")
+
+    @torch.no_grad()
+    def update(self, fake: torch.Tensor, real: torch.Tensor, labels: torch.Tensor) -> None:
+        for i, images in enumerate((real, fake)):
+            predicted = self.classifier(images).argmax(1)
+            cells = labels.long() * self.num_classes + predicted
+            self.confusion[i] += torch.bincount(cells, minlength=self.num_classes ** 2).view_as(self.confusion[i])
+
+    def compute(self) -> torch.Tensor:
+        return self.confusion
 
 
 class CodebookUsage(Metric):

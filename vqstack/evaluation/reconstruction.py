@@ -1,6 +1,7 @@
 """Evaluating a tokenizer: encode and decode every image, compare the reconstructions with the originals.
 
     values = evaluate_tokenizer(tokenizer, batches, ["psnr", "ssim", "stlpips", "fd-vgg", "usage"])
+    values = evaluate_tokenizer(tokenizer, batches, ["psnr", "attr:hair"], data="../shared/data/anime-faces")
 """
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Iterable
 
 import torch
 
-from .catalog import DEFAULT_METRICS, TOKENIZER
+from .attributes import attribute_fidelity
+from .catalog import DEFAULT_FEATURES, DEFAULT_METRICS, TOKENIZER, attribute_columns, parse_metrics
 from .suite import MetricSuite, build_suite
 
 
@@ -23,6 +25,14 @@ def codebook_layout(tokenizer) -> tuple[int, int]:
     probe = torch.zeros(1, 3, side, side, device=next(tokenizer.parameters()).device)
     tokens = tokenizer.encode(probe)
     return int(tokenizer.quantizer.codebook_size), tokens.shape[-1] if tokens.dim() == 4 else 1
+
+
+def tokenizer_resolution(tokenizer, resolution: int | None = None) -> int:
+    """``resolution`` when given, else the one the tokenizer's encoder was built for."""
+    resolution = resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
+    if resolution is None:
+        raise ValueError("The tokenizer's config names no encoder resolution: pass --resolution (resolution=).")
+    return int(resolution)
 
 
 def tokenizer_suite(tokenizer, metrics=DEFAULT_METRICS[TOKENIZER], **options) -> MetricSuite:
@@ -42,13 +52,36 @@ def update_reconstruction(suite: MetricSuite, tokenizer, images: torch.Tensor) -
     suite.update_tokens(tokens)
 
 
-def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOKENIZER], **options) -> dict[str, float]:
+def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOKENIZER], *, data=None,
+                       split: str = "train", resolution: int | None = None, cache_dir=None,
+                       **options) -> dict[str, float]:
     """Reconstruction metrics of ``tokenizer`` over ``batches`` (tensors (B, 3, H, W) in [-1, 1] or ImageDataset
     batch dicts) -> {name: value}.
 
     ``metrics`` is a list of names (``options`` go to :func:`build_suite`) or a ready :class:`MetricSuite`. Under
-    ``torch.distributed`` give each process its own shard of the images: the values are synced over all of them."""
-    suite = metrics if isinstance(metrics, MetricSuite) else tokenizer_suite(tokenizer, metrics, **options)
+    ``torch.distributed`` give each process its own shard of the images: the values are synced over all of them.
+
+    ``attr:<column>`` metrics need ``data`` (images with tags, as ``--data`` takes them; ``split``): they score the
+    held-out tagged images of ``data`` at ``resolution`` (default: the tokenizer's), not ``batches``, and add their
+    flat numbers (``attr:<column>/real``, ...); the classifier is cached under ``cache_dir`` (else the user cache).
+    :func:`~vqstack.evaluation.attributes.attribute_fidelity` gives the per-class report too."""
+    if isinstance(metrics, MetricSuite):
+        return evaluate_suite(tokenizer, batches, metrics)
+    requests = parse_metrics(metrics, options.get("features", DEFAULT_FEATURES))
+    columns = attribute_columns(requests)
+    if columns and data is None:
+        raise ValueError(f"attr:{columns[0]} scores a tagged data set: pass data= (its images and tags, as --data "
+                         f"takes them).")
+    others = [request.key for request in requests if request.metric != "attr"]
+    values = evaluate_suite(tokenizer, batches, tokenizer_suite(tokenizer, others, **options)) if others else {}
+    for column in columns:
+        values.update(attribute_fidelity(tokenizer, data, column, resolution=resolution, split=split,
+                                         cache_dir=cache_dir).values)
+    return values
+
+
+def evaluate_suite(tokenizer, batches: Iterable, suite: MetricSuite) -> dict[str, float]:
+    """Feed every batch to ``suite`` and compute it."""
     device = next(tokenizer.parameters()).device
     suite.to(device)
     for batch in batches:

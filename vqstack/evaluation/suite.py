@@ -1,7 +1,7 @@
 """A set of named metrics fed by role, and the builder that makes one from metric names.
 
     suite = build_suite(["psnr", "fd-vgg", "usage"], codebook_size=1024)
-    suite.update_pairs(recon, images)            # psnr, ssim, lpips, stlpips: (fake, real) image pairs
+    suite.update_pairs(recon, images)            # psnr, ssim, lpips, stlpips, colour-hist: (fake, real) pairs
     suite.update_sets(images, real=True)         # Fréchet distances, precision/recall: two image sets
     suite.update_sets(recon, real=False)
     suite.update_tokens(tokens)                  # usage / perplexity
@@ -87,6 +87,8 @@ def build_suite(metrics, *, features: str = DEFAULT_FEATURES, codebook_size: int
     for request in requests:
         if request.metric in ("psnr", "ssim"):
             pairs[request.key] = pixel_metric(request.metric, options)
+        elif request.metric == "colour-hist":
+            pairs[request.key] = _metrics().ColourHistogramDistance(**options)
         elif request.metric in ("lpips", "stlpips"):
             network, descriptions[request.key] = perceptual_network(request.metric, given, paths, lpips_net)
             pairs[request.key] = _metrics().PerceptualDistance(network, **options)
@@ -96,6 +98,9 @@ def build_suite(metrics, *, features: str = DEFAULT_FEATURES, codebook_size: int
             tokens["usage"] = _metrics().CodebookUsage(codebook_size, num_codebooks, **options)
         elif request.metric == "nll":
             raise ValueError("nll scores token sequences, not images: use token_nll(), not a metric suite.")
+        elif request.metric == "attr":
+            raise ValueError(f"{request.key} scores the held-out tagged images of a data set, not a suite's batches: "
+                             f"use evaluate_tokenizer(..., data=SOURCE) or attribute_fidelity().")
         elif request.metric in ("precision", "recall"):
             network = shared_features(request.network, built, given, paths)
             if "precision" not in sets:  # one metric computes both
