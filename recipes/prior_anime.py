@@ -230,23 +230,14 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, 
     return order[count:].sort().values, order[:count].sort().values
 
 
-@torch.no_grad()
 def validation_nll(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
-    """Mean per-token negative log-likelihood (nats) of held-out sequences under their own conditions; each
-    process scores every num_processes-th sequence and the sums are added up."""
+    """Mean per-token NLL (nats) of the held-out sequences, computed as ``vqstack eval`` computes ``nll``: each
+    process scores every num_processes-th sequence and the metric sums across processes."""
+    from vqstack.evaluation import token_nll
+
     rank, world = accelerator.process_index, accelerator.num_processes
-    mine, my_conditions = sequences[rank::world], conditions[rank::world]
-    was_training = prior.training
-    prior.eval()  # no condition dropout, no attention dropout
-    total = torch.zeros(2, device=accelerator.device)  # (summed sequence NLL, sequences)
-    for start in range(0, len(mine), batch_size):
-        batch = mine[start:start + batch_size].to(accelerator.device)
-        with accelerator.autocast():
-            loss = prior(batch, labels=my_conditions[start:start + batch_size]).loss.float()
-        total += torch.stack([loss * len(batch), torch.tensor(float(len(batch)), device=loss.device)])
-    prior.train(was_training)
-    total = accelerator.reduce(total, "sum")
-    return (total[0] / total[1]).item()
+    with accelerator.autocast():
+        return token_nll(prior, sequences[rank::world], conditions[rank::world], batch_size)
 
 
 def export_prior(prior, info: dict, output_dir: Path) -> None:
