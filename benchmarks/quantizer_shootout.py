@@ -1,8 +1,8 @@
 """Quantizer shoot-out: the same small tokenizer trained with each quantizer on the same data, steps and seed, then
 measured on the same held-out images. Prints one JSON object per quantizer and a summary.
 
-    python benchmarks/quantizer_shootout.py --data ../shared/data/anime-faces --steps 600 --json anime.json
-    python benchmarks/quantizer_shootout.py --data ../shared/data/cifar10 --attribute cls --steps 600 --json cifar.json
+    python benchmarks/quantizer_shootout.py --data ../shared/data/anime-faces --json anime.json
+    python benchmarks/quantizer_shootout.py --data ../shared/data/cifar10 --attribute cls --json cifar.json
     python benchmarks/quantizer_shootout.py --quick      # a few steps on generated images: does every entry run?
 
 Every entry trains recipes/vqgan_anime.py's tiny preset (32x32 images, f=4, 8x8 tokens, GAN and ST-LPIPS loss as
@@ -76,15 +76,17 @@ class ReferencePlugin:
         registry.register("vqpytorch", VQPytorch)
 
 
-def train(name: str, args, workdir: Path) -> tuple[Path, float]:
-    """Train the tiny preset with this entry's quantizer; returns the tokenizer folder and seconds per step."""
+def train(name: str, args, workdir: Path, config: dict | None = None, preset: str = "tiny") -> tuple[Path, float]:
+    """Train ``preset`` with this entry's quantizer (or with ``config``, any part of a preset, on top of it);
+    returns the tokenizer folder and seconds per step."""
     from helpers.recipes import load_recipe, reset_accelerate
 
-    config = workdir / f"{name}.json"
-    config.write_text(json.dumps({"tokenizer": {"quantizer": CANDIDATES[name]}, "eval_size": args.holdout}))
+    config = {"tokenizer": {"quantizer": CANDIDATES[name]}} if config is None else config
+    config_file = workdir / f"{name}.json"
+    config_file.write_text(json.dumps({**config, "eval_size": args.holdout}))
     reset_accelerate()
     load_recipe("vqgan_anime").main([
-        "--data", args.data, "--preset", "tiny", "--config", str(config), "--max-steps", str(args.steps),
+        "--data", args.data, "--preset", preset, "--config", str(config_file), "--max-steps", str(args.steps),
         "--batch-size", str(args.batch_size), "--seed", str(args.seed), "--disc-start", str(args.steps // 2),
         "--eval-every", str(args.steps), "--sample-every", str(args.steps), "--checkpoint-every", str(args.steps),
         "--log-every", str(max(1, args.steps // 10)), "--output-dir", str(workdir / name)])
@@ -118,7 +120,7 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/anime-faces", help="images, as the recipes take them")
     p.add_argument("--quantizers", default=",".join(CANDIDATES), help="comma-separated entries of CANDIDATES")
-    p.add_argument("--steps", type=int, default=600, help="training steps per entry (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=300, help="training steps per entry (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--holdout", type=int, default=512, help="last N images, never trained on, for the metrics")
     p.add_argument("--attribute", default=None, help="a tag column for the attribute classifier (hair, cls)")

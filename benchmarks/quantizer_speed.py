@@ -10,6 +10,7 @@
 
     python benchmarks/quantizer_speed.py [--device cpu|cuda] [--reps 5] [--json-out results.json]
     python benchmarks/quantizer_speed.py --sweep-chunks      # search time per chunk size (how it was chosen)
+    python benchmarks/quantizer_speed.py --quick      # 1,024 vectors against 1,024 codes, one rep: a smoke test
 
 Prints JSON; ratios are ours / the faster reference configuration (time and memory) at each dimension.
 """
@@ -117,9 +118,9 @@ def run_case(impl: str, dim: int, device: str, reps: int) -> dict:
             "min_ms": round(1000 * min(times), 1), "peak_mem_mb": round(peak / 2**20, 1)}
 
 
-def measure(impl: str, dim: int, device: str, reps: int) -> dict:
+def measure(impl: str, dim: int, device: str, reps: int, quick: bool = False) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--case", f"{impl}:{dim}", "--device", device,
-           "--reps", str(reps)]
+           "--reps", str(reps)] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         return {"impl": impl, "dim": dim, "error": done.stderr.strip().splitlines()[-1:]}
@@ -179,8 +180,14 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=5, help="measured steps per case, after one warm-up")
     parser.add_argument("--json-out", help="also write the JSON to this file")
     parser.add_argument("--sweep-chunks", action="store_true", help="time the search per chunk size instead")
+    parser.add_argument("--quick", action="store_true",
+                        help="1,024 vectors against 1,024 codes and one rep: checks that every case runs")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: IMPL:DIM, run in this process
     args = parser.parse_args(argv)
+    if args.quick:  # set here and in every case's subprocess (it gets --quick too)
+        global NUM_VECTORS, NUM_CODES
+        NUM_VECTORS = NUM_CODES = 1024
+        args.reps = 1
 
     if args.case:
         impl, dim = args.case.split(":")
@@ -190,13 +197,14 @@ def main(argv=None) -> None:
     report = {"benchmark": "quantizer_speed", "device": args.device, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
               "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-              "vectors": NUM_VECTORS, "codes": NUM_CODES, "reps": args.reps,
+              "vectors": NUM_VECTORS, "codes": NUM_CODES, "reps": args.reps, "quick": args.quick,
               "vector_quantize_pytorch": reference_available()}
     if args.sweep_chunks:
         report["chunk_sweep"] = sweep_chunks(args.device, args.reps)
     else:
         impls = OURS + (REFERENCES if report["vector_quantize_pytorch"] else ())
-        report["results"] = [measure(impl, dim, args.device, args.reps) for dim in DIMS for impl in impls]
+        report["results"] = [measure(impl, dim, args.device, args.reps, args.quick)
+                             for dim in DIMS for impl in impls]
         report["ratios"] = ratios(report["results"])
     text = json.dumps(report, indent=2)
     print(text)

@@ -96,6 +96,18 @@ def make_config(args) -> dict:
     return config
 
 
+COLOUR_SAMPLE = 1024  # training images whose pixel colours set the whitening (the first ones: every process agrees)
+
+
+def colour_statistics(train_set: ImageDataset) -> dict:
+    """The tokenizer's colour whitening ({"mean", "matrix"}) from the first training images, center-cropped."""
+    from vqstack.autoencoders.colour import ColourWhitening
+
+    rows = range(min(COLOUR_SAMPLE, len(train_set)))
+    images = torch.stack([train_set[i]["pixel_values"] for i in rows])  # flips do not change colours
+    return ColourWhitening.from_images(images).config
+
+
 EVAL_METRICS = ("psnr", "ssim", "stlpips", "usage")  # vqstack eval's names; stlpips with its own VGG16
 STLPIPS_MIN_SIZE = 18  # the VGG16 ST-LPIPS needs images of at least this many pixels a side
 
@@ -152,6 +164,8 @@ def train(args) -> dict:
                                              drop_last=True, num_workers=args.num_workers)
 
     # --- models, losses, optimizers ------------------------------------------------------------------------------
+    if config["tokenizer"].get("colour") == "whiten":  # measured here, stored in the tokenizer's config
+        config["tokenizer"]["colour"] = colour_statistics(train_set)
     tokenizer = vqstack.Tokenizer.from_config(config["tokenizer"])
     weights = LossWeights(**config["loss"])
     use_gan = weights.adversarial > 0
@@ -178,7 +192,7 @@ def train(args) -> dict:
     models[0] = tokenizer
     raw_tokenizer = accelerator.unwrap_model(tokenizer)
     objective = VQGANObjective(weights, perceptual, discriminator,
-                               accelerator.unwrap_model(discriminator) if use_gan else None)
+                               accelerator.unwrap_model(discriminator) if use_gan else None, raw_tokenizer.colour)
     state = TrainState()
     accelerator.register_for_checkpointing(state, sched_g)
     if objective.lecam is not None:

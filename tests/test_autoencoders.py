@@ -109,6 +109,25 @@ def test_small_channel_counts_get_fewer_groups():
     assert enc(torch.randn(1, 3, 16, 16)).shape == (1, 4, 8, 8)
 
 
+def test_norm_groups_sets_every_group_norm():
+    enc, dec = pair(**F4, norm_groups=1)
+    norms = [m for m in [*enc.modules(), *dec.modules()] if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 1 for m in norms)
+    default = [m.num_groups for m in pair(**F4)[0].modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert set(default) == {16, 32}  # taming's 32 where the channels allow it
+
+
+def test_one_channel_groups_cannot_pass_a_colour_cast_but_one_group_can():
+    """Why the tiny presets use norm_groups=1: GroupNorm with one channel per group (32 groups of 32 channels) is
+    InstanceNorm, which removes each channel's per-image mean. A uniform colour cast then never reaches conv_out."""
+    torch.manual_seed(0)
+    features = torch.randn(1, 32, 8, 8)
+    cast = features + torch.linspace(-1, 1, 32).view(1, 32, 1, 1)  # every channel shifted by its own amount
+    instance, layer = torch.nn.GroupNorm(32, 32, affine=False), torch.nn.GroupNorm(1, 32, affine=False)
+    assert torch.allclose(instance(features), instance(cast), atol=1e-5)
+    assert not torch.allclose(layer(features), layer(cast), atol=1e-2)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     ({"ch_mult": []}, "ch_mult is empty"),
     ({"resolution": 100}, "not divisible by the down/upsampling factor 16"),

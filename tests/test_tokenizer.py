@@ -94,3 +94,39 @@ def test_mismatched_factors_are_refused():
 def test_config_missing_a_part_is_refused():
     with pytest.raises(ValueError, match="lacks 'decoder'"):
         vqstack.Tokenizer.from_config({"encoder": "conv", "quantizer": "vq"})
+
+
+# --- colour whitening ------------------------------------------------------------------------------------------
+
+
+def test_colour_whitening_balances_every_axis_and_inverts():
+    from vqstack.autoencoders.colour import ColourWhitening
+
+    torch.manual_seed(0)
+    grey = torch.rand(8, 1, 8, 8) * 2 - 1
+    images = torch.cat([grey, grey * 0.9 + 0.1 * torch.randn(8, 1, 8, 8), grey + 0.2 * torch.randn(8, 1, 8, 8)], 1)
+    whitening = ColourWhitening.from_images(images)
+    pixels = whitening(images).permute(0, 2, 3, 1).reshape(-1, 3)
+    assert torch.allclose(torch.cov(pixels.T), torch.eye(3), atol=0.02)  # the weak axes now count as much
+    assert torch.allclose(whitening.inverse(whitening(images)), images, atol=1e-5)
+
+
+def test_a_whitened_tokenizer_saves_its_colours_and_decodes_to_rgb(tmp_path, images):
+    from vqstack.autoencoders.colour import ColourWhitening
+
+    colour = ColourWhitening.from_images(images).config
+    tok = vqstack.Tokenizer.from_config({**tiny_config(), "colour": colour})
+    tok.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["colour"] == colour
+    loaded = vqstack.Tokenizer.from_pretrained(tmp_path)
+    assert torch.equal(loaded.decode(loaded.encode(images)), tok.decode(tok.encode(images)))
+    # the decoder's output goes back through the inverse: a zero decoder output decodes to the mean colour
+    with torch.no_grad():
+        tok.decoder.conv_out.weight.zero_(), tok.decoder.conv_out.bias.zero_()
+        assert torch.allclose(tok.decode_codes(tok.post_quant_proj.weight.new_zeros(1, tok.quantizer.dim, 8, 8))
+                              [0, :, 0, 0], tok.colour.mean)
+
+
+def test_whiten_must_be_measured_before_building():
+    with pytest.raises(ValueError, match="'whiten'.*colour statistics"):
+        vqstack.Tokenizer.from_config({**tiny_config(), "colour": "whiten"})

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .core.plugins import registry
+from .autoencoders.colour import ColourWhitening
 from .core.serialization import load_weights, read_config, save_weights, spec_of, write_config
 
 PARTS = ("encoder", "quantizer", "decoder")
@@ -40,7 +41,7 @@ class Tokenizer(nn.Module):
     channels (taming's ``quant_conv`` / ``post_quant_conv``), so any encoder, quantizer and decoder combine.
     """
 
-    def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module):
+    def __init__(self, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module, colour: dict | None = None):
         super().__init__()
         if encoder.downsample != decoder.upsample:
             raise ValueError(f"The encoder downsamples by {encoder.downsample} but the decoder upsamples by "
@@ -50,6 +51,8 @@ class Tokenizer(nn.Module):
         self.decoder = decoder
         self.quant_proj = nn.Conv2d(encoder.out_channels, quantizer.dim, 1)
         self.post_quant_proj = nn.Conv2d(quantizer.dim, decoder.in_channels, 1)
+        # {"mean", "matrix"}: the encoder reads and the decoder writes whitened colours (autoencoders/colour.py)
+        self.colour = None if colour is None else ColourWhitening(**colour)
 
     @property
     def downsample(self) -> int:
@@ -59,11 +62,14 @@ class Tokenizer(nn.Module):
 
     def quantize(self, images: torch.Tensor):
         """images -> the quantizer's output on the projected encoder features."""
+        if self.colour is not None:
+            images = self.colour(images)
         return self.quantizer(self.quant_proj(self.encoder(images)))
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Quantized codes (B, dim, h, w) -> images, not clamped."""
-        return self.decoder(self.post_quant_proj(codes))
+        images = self.decoder(self.post_quant_proj(codes))
+        return images if self.colour is None else self.colour.inverse(images)
 
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
         q = self.quantize(images)
@@ -98,11 +104,18 @@ class Tokenizer(nn.Module):
             entry = config[part]
             entry = {"name": entry} if isinstance(entry, str) else entry
             parts[part] = registry(part).build(entry["name"], **entry.get("kwargs", {}))
-        return cls(**parts)
+        colour = config.get("colour")
+        if isinstance(colour, str):
+            raise ValueError(f"Tokenizer config has colour {colour!r}: the training recipe replaces 'whiten' with "
+                             "the data's colour statistics; give {'mean': [3 values], 'matrix': [3x3]} or null.")
+        return cls(**parts, colour=colour)
 
     @property
     def config(self) -> dict:
-        return {part: spec_of(getattr(self, part), part) for part in PARTS}
+        config = {part: spec_of(getattr(self, part), part) for part in PARTS}
+        if self.colour is not None:
+            config["colour"] = self.colour.config
+        return config
 
     def save_pretrained(self, directory) -> None:
         """Write ``config.json`` (registry names and arguments) and ``model.safetensors``."""

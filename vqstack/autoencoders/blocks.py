@@ -30,13 +30,14 @@ def Normalize(channels: int, max_groups: int = 32) -> nn.GroupNorm:
 class ResnetBlock(nn.Module):
     """Pre-activation residual block: (GroupNorm, SiLU, conv3x3) x 2, plus a 1x1 shortcut when channels change."""
 
-    def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0):
+    def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0,
+                 norm_groups: int = 32):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.norm1 = Normalize(in_channels)
+        self.norm1 = Normalize(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = Normalize(out_channels)
+        self.norm2 = Normalize(out_channels, norm_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         # taming's default shortcut (conv_shortcut=False) is a 1x1 "network in network" projection
@@ -55,9 +56,9 @@ class AttnBlock(nn.Module):
     itself runs through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available),
     whose default scale 1/sqrt(C) is taming's."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, norm_groups: int = 32):
         super().__init__()
-        self.norm = Normalize(channels)
+        self.norm = Normalize(channels, norm_groups)
         self.q = nn.Conv2d(channels, channels, 1)
         self.k = nn.Conv2d(channels, channels, 1)
         self.v = nn.Conv2d(channels, channels, 1)

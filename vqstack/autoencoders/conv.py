@@ -69,6 +69,7 @@ class Encoder(nn.Module):
         dropout: float = 0.0,  # dropout inside the ResnetBlocks
         mid_attention: bool = True,  # attention between the two middle ResnetBlocks
         resamp_with_conv: bool = True,  # strided conv (True) or average pooling (False) to downsample
+        norm_groups: int = 32,  # GroupNorm groups at most (taming: 32); 32 groups of 1 channel erase colour
     ):
         super().__init__()
         ch_mult, attn_resolutions = tuple(ch_mult), tuple(attn_resolutions)  # JSON configs give lists
@@ -85,20 +86,20 @@ class Encoder(nn.Module):
             level.block, level.attn = nn.ModuleList(), nn.ModuleList()
             block_out = ch * mult
             for _ in range(num_res_blocks):
-                level.block.append(ResnetBlock(block_in, block_out, dropout))
+                level.block.append(ResnetBlock(block_in, block_out, dropout, norm_groups))
                 block_in = block_out
                 if levels[i_level] in attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, norm_groups))
             if i_level != len(ch_mult) - 1:
                 level.downsample = Downsample(block_in, resamp_with_conv)
             self.down.append(level)
 
         self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
-        self.mid.attn_1 = AttnBlock(block_in) if mid_attention else nn.Identity()
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout, norm_groups)
+        self.mid.attn_1 = AttnBlock(block_in, norm_groups) if mid_attention else nn.Identity()
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout, norm_groups)
 
-        self.norm_out = Normalize(block_in)
+        self.norm_out = Normalize(block_in, norm_groups)
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
     @classmethod
@@ -136,6 +137,7 @@ class Decoder(nn.Module):
         dropout: float = 0.0,  # dropout inside the ResnetBlocks
         mid_attention: bool = True,  # attention between the two middle ResnetBlocks
         resamp_with_conv: bool = True,  # 3x3 conv after nearest-neighbour upsampling
+        norm_groups: int = 32,  # GroupNorm groups at most (taming: 32)
     ):
         super().__init__()
         ch_mult, attn_resolutions = tuple(ch_mult), tuple(attn_resolutions)  # JSON configs give lists
@@ -147,9 +149,9 @@ class Decoder(nn.Module):
         block_in = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(in_channels, block_in, 3, padding=1)
         self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
-        self.mid.attn_1 = AttnBlock(block_in) if mid_attention else nn.Identity()
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout, norm_groups)
+        self.mid.attn_1 = AttnBlock(block_in, norm_groups) if mid_attention else nn.Identity()
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout, norm_groups)
 
         # Built from the lowest resolution up but stored by level (up[0] is full resolution), as taming does,
         # so state-dict keys match taming's.
@@ -159,16 +161,16 @@ class Decoder(nn.Module):
             level.block, level.attn = nn.ModuleList(), nn.ModuleList()
             block_out = ch * ch_mult[i_level]
             for _ in range(num_res_blocks + 1):
-                level.block.append(ResnetBlock(block_in, block_out, dropout))
+                level.block.append(ResnetBlock(block_in, block_out, dropout, norm_groups))
                 block_in = block_out
                 if levels[i_level] in attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
+                    level.attn.append(AttnBlock(block_in, norm_groups))
             if i_level != 0:
                 level.upsample = Upsample(block_in, resamp_with_conv)
             up.insert(0, level)
         self.up = nn.ModuleList(up)
 
-        self.norm_out = Normalize(block_in)
+        self.norm_out = Normalize(block_in, norm_groups)
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
     @classmethod

@@ -8,10 +8,17 @@ from pathlib import Path
 
 from ..core.plugins import registry
 
-_TINY_NET = {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": False}
+# One GroupNorm group in the tiny net: taming's 32 groups of its 32 channels are InstanceNorm, which strips each
+# channel's per-image mean, and with it part of the image's colour (benchmarks/colour_ablation.py).
+_TINY_NET = {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": False,
+             "norm_groups": 1}
 _CIFAR_NET = {"ch": 128, "ch_mult": [1, 2, 2], "num_res_blocks": 2, "attn_resolutions": [], "mid_attention": False}
 _BASE_NET = {"ch": 128, "ch_mult": [1, 1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [8],
              "mid_attention": True}
+
+# k-means initialisation and dead-code restarts: without them a codebook uses about half its codes (tiny) or
+# collapses to one (cifar, by step 3); with them every preset keeps its codes alive (tests/test_presets.py).
+_RESTARTS = {"kmeans_init": True, "dead_code_threshold": 0.5}
 
 # Each preset is a complete config; a --config file overrides any part of it, and command-line options override
 # both. Component names are registry names, so a plugin's quantizer or discriminator is used by name.
@@ -23,8 +30,10 @@ PRESETS = {
         "lr": 4e-4,
         "tokenizer": {
             "encoder": {"name": "conv", "kwargs": {**_TINY_NET, "out_channels": 32}},
-            "quantizer": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": 256, "l2_normalize": True}},
+            "quantizer": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": 256, "l2_normalize": True,
+                                                   **_RESTARTS}},
             "decoder": {"name": "conv", "kwargs": {**_TINY_NET, "in_channels": 32}},
+            "colour": "whiten",
         },
         "discriminator": {"name": "patchgan", "kwargs": {"ch": 16, "num_layers": 2}},
         "perceptual": {"name": "stlpips", "kwargs": {"net": "alex"}},
@@ -39,8 +48,9 @@ PRESETS = {
         "tokenizer": {
             "encoder": {"name": "conv", "kwargs": {**_BASE_NET, "out_channels": 256}},
             "quantizer": {"name": "vq", "kwargs": {"dim": 256, "codebook_size": 1024, "codebook_dim": 8,
-                                                   "l2_normalize": True}},
+                                                   "l2_normalize": True, **_RESTARTS}},
             "decoder": {"name": "conv", "kwargs": {**_BASE_NET, "in_channels": 256}},
+            "colour": "whiten",
         },
         "discriminator": {"name": "patchgan", "kwargs": {"ch": 64, "num_layers": 3}},
         "perceptual": {"name": "stlpips", "kwargs": {"net": "vgg"}},
@@ -54,8 +64,10 @@ PRESETS = {
         "lr": 2e-4,
         "tokenizer": {
             "encoder": {"name": "conv", "kwargs": {**_CIFAR_NET, "out_channels": 64}},
-            "quantizer": {"name": "vq", "kwargs": {"dim": 64, "codebook_size": 512}},
+            "quantizer": {"name": "vq", "kwargs": {"dim": 64, "codebook_size": 512, "l2_normalize": True,
+                                                   **_RESTARTS}},
             "decoder": {"name": "conv", "kwargs": {**_CIFAR_NET, "in_channels": 64}},
+            "colour": "whiten",
         },
         "discriminator": {"name": "patchgan", "kwargs": {"ch": 64, "num_layers": 2}},
         "perceptual": {"name": "stlpips", "kwargs": {"net": "vgg"}},

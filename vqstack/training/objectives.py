@@ -49,9 +49,12 @@ class VQGANObjective(nn.Module):
     """
 
     def __init__(self, weights: LossWeights, perceptual: nn.Module | None = None,
-                 discriminator: nn.Module | None = None, raw_discriminator: nn.Module | None = None):
+                 discriminator: nn.Module | None = None, raw_discriminator: nn.Module | None = None,
+                 colour: nn.Module | None = None):
         super().__init__()
         self.weights = weights
+        # the tokenizer's colour whitening: the pixel loss weighs every colour axis alike (autoencoders/colour.py)
+        self.colour = colour
         self.perceptual = perceptual if weights.perceptual > 0 else None
         self.discriminator = discriminator
         self.raw_discriminator = raw_discriminator if raw_discriminator is not None else discriminator
@@ -66,7 +69,10 @@ class VQGANObjective(nn.Module):
     def generator_loss(self, images: torch.Tensor, out, step: int, last_layer: torch.Tensor | None = None):
         """The tokenizer's total loss for one batch and a dict of its parts (floats, detached)."""
         w = self.weights
-        rec = reconstruction_loss(out.recon, images, w.reconstruction)
+        if self.colour is not None:
+            rec = reconstruction_loss(self.colour(out.recon), self.colour(images), w.reconstruction)
+        else:
+            rec = reconstruction_loss(out.recon, images, w.reconstruction)
         logs = {"rec_loss": rec.detach()}
         nll = rec
         if self.perceptual is not None:

@@ -1,0 +1,449 @@
+"""Renders docs/benchmarks.md from the result files benchmarks/run_all.py writes, one per benchmark.
+
+A result file is ``{"benchmark", "command", "quick", "machine", "seconds", "result"}`` (``"failed"`` instead of
+``"result"`` when the script failed). Each section of the page is static text (SECTIONS: what the script measures
+and why the numbers come out as they do) around tables built from ``result``, and a line naming the machine, its
+measured matmul throughput, the versions, the date and the reference the ratios are against.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_results(results_dir) -> dict[str, dict]:
+    """Every ``<name>.json`` of ``results_dir``, by name."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(Path(results_dir).glob("*.json"))}
+
+
+def render(results: dict[str, dict], results_dir="benchmarks/results", quick: bool = False) -> str:
+    """The whole page: the header, then every section, with its tables where ``results`` has them (``quick``: the
+    page of a --quick run, whose "not measured" lines name the --quick command)."""
+    parts = ["# Benchmarks", wrap(" ".join(HEADER.format(results=relative(results_dir)).split()))]
+    if any(record.get("quick") for record in results.values()):
+        parts.append(QUICK_WARNING)
+    for section in SECTIONS:
+        parts += [f"## {section.title}", section.intro]
+        for name, subtitle in section.parts:
+            if subtitle:
+                parts.append(f"### {subtitle}")
+            parts.append(render_part(section, name, results.get(name), quick))
+        if section.why:
+            parts.append(section.why)
+    return "\n\n".join(part.strip() for part in parts if part) + "\n"
+
+
+HEADER = """This page is generated: `python benchmarks/run_all.py` runs every script in `benchmarks/` (each prints
+JSON), keeps the results in `{results}/` and rewrites the page from them, so edit `benchmarks/report.py`, not this file.
+`--only NAME` reruns one benchmark and re-renders the page with the stored results of the others. Under every table:
+the machine it ran on, that machine's matmul throughput measured at the start of the run, the versions, the date and
+the reference its ratios are against. Ratios compare implementations on the same inputs in the same run; absolute
+times on a shared machine vary with load, ratios much less."""
+
+QUICK_WARNING = """> **Smoke test.** Some results below come from `run_all.py --quick`: every benchmark at its smallest
+> size, to check that it runs. Their numbers are not benchmarks; they are marked under each table."""
+
+
+def render_part(section, name: str, record: dict | None, quick: bool = False) -> str:
+    """One result: its command, tables and machine line; or why there is none."""
+    if record is None and quick and name in section.not_quick:
+        return f"Not part of a --quick run: `python benchmarks/run_all.py --only {name}{section.needs}` produces it."
+    if record is None:
+        flag = " --quick" if quick else ""
+        return f"Not measured yet: `python benchmarks/run_all.py{flag} --only {name}{section.needs}` produces it."
+    command = f"`{display_command(record['command'])}`"
+    if "failed" in record:
+        failed = record["failed"]
+        tail = "\n".join(failed.get("stderr", [])[-8:]) or "(no stderr)"
+        return wrap(f"**failed:** {command} ({failed.get('error', 'exit status ' + str(failed.get('returncode')))}) "
+                    f"on {when(record['machine'])}{' (--quick)' if record.get('quick') else ''}; the last lines of its "
+                    f"stderr:") + f"\n\n```\n{tail}\n```"
+    result = record["result"]
+    reference = section.reference(result, record)
+    parts = [command, *section.build(result, record).split("\n\n"), machine_line(record, reference)]
+    return "\n\n".join(part if part.startswith("|") else wrap(part) for part in parts)
+
+
+def wrap(paragraph: str) -> str:
+    """Generated prose at the page's line width (tables stay one row a line)."""
+    return textwrap.fill(paragraph, width=118, break_long_words=False, break_on_hyphens=False)
+
+
+def display_command(command: list[str]) -> str:
+    """The command as one would type it: without the option that only tells the script where to write its JSON."""
+    shown, skip = [], False
+    for arg in command:
+        if not skip and arg not in ("--json-out", "--json"):
+            shown.append(arg)
+        skip = arg in ("--json-out", "--json")
+    return shlex.join(shown)
+
+
+def when(machine: dict) -> str:
+    return machine.get("date", "?").replace("T", " ").replace("+00:00", " UTC")
+
+
+def machine_line(record: dict, reference: str) -> str:
+    """Machine, measured matmul throughput, versions, date, quick or not, and the reference of the ratios."""
+    m = record["machine"]
+    gpu = f"GPU {m['gpu']}" if m.get("gpu") else "no GPU"
+    load = f", load average {m['load_average']:.2f} at the start" if m.get("load_average") is not None else ""
+    flops = m.get("matmul_gflops", {})
+    matmul = ", ".join(f"{dtype} {value:,.0f}" for dtype, value in flops.items())
+    v = m.get("versions", {})
+    versions = ", ".join(f"{k} {v[k]}" for k in ("python", "torch", "transformers", "accelerate", "torchmetrics",
+                                                  "vqstack") if v.get(k))
+    commit = m.get("commit")
+    if commit:
+        versions += f" (commit {commit}{', with uncommitted changes' if m.get('dirty') else ''})"
+    kind = ("**--quick smoke test: reduced sizes, not benchmark numbers**" if record.get("quick")
+            else "full run")
+    seconds = f", {record['seconds']:.0f} s" if record.get("seconds") is not None else ""
+    return (f"Machine: {m.get('cpu', '?')}, {m.get('logical_cores', '?')} logical cores, "
+            f"{m.get('torch_threads', '?')} torch threads, {gpu}{load}; matmul {matmul} GFLOPS "
+            f"({m.get('matmul_size', 2048)}² on {m.get('device', 'cpu')}). {versions}. {when(m)}, {kind}{seconds}. "
+            f"Reference: {reference}.")
+
+
+def relative(path) -> str:
+    """``path`` (a relative one is from the repository root, where the benchmarks run) from the repository root."""
+    path = Path(path)
+    path = (path if path.is_absolute() else ROOT / path).resolve()
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return os.path.relpath(path, ROOT)
+
+
+# --- table helpers ----------------------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list], left: int = 1) -> str:
+    """A markdown table; the first ``left`` columns left-aligned, the rest (numbers) right-aligned."""
+    align = ["---"] * left + ["---:"] * (len(header) - left)
+    lines = [" | ".join(header), "|".join(align)] + [" | ".join(cell(value) for value in row) for row in rows]
+    return "\n".join(f"| {line} |" if i != 1 else f"|{line}|" for i, line in enumerate(lines))
+
+
+def cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def num(value, spec: str = ".3g", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def pct(value) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def option(command: list[str], flag: str, default=None):
+    """The value given to ``flag`` on ``command`` (its default when absent)."""
+    return command[command.index(flag) + 1] if flag in command[:-1] else default
+
+
+@dataclass
+class Section:
+    title: str
+    intro: str
+    build: Callable[[dict, dict], str]  # (result, record) -> tables and the sentences that go with them
+    reference: Callable[[dict, dict], str]  # (result, record) -> what the ratios are against
+    parts: list[tuple[str, str | None]] = field(default_factory=list)  # (result file name, sub-heading)
+    why: str = ""
+    needs: str = ""  # what run_all needs to run it, for the "not measured yet" line
+    not_quick: tuple[str, ...] = ()  # parts a --quick run skips
+
+
+# --- one builder per benchmark: (result, record) -> markdown ---------------------------------------------------
+
+TIME_TARGET, MEMORY_TARGET = {256: 0.6, 8: 0.25}, 0.2  # ours / reference, from the issue that set them
+
+
+def quantizer_speed(result: dict, record: dict) -> str:
+    runs = {(r["impl"], r["dim"]): r for r in result.get("results", [])}
+    ratios = {(r["ours"], r["dim"]): r for r in result.get("ratios", [])}
+    quick = record.get("quick")
+
+    def ms(impl, dim):
+        r = runs.get((impl, dim))
+        return "–" if r is None else "error" if "error" in r else f"{r['time_ms']:.0f} ms"
+
+    rows = []
+    for dim in sorted({dim for _, dim in runs}, reverse=True):
+        vq, ema = ratios.get(("vqstack-vq", dim)), ratios.get(("vqstack-ema", dim))
+        if vq and ema:
+            ref, ours = runs[(vq["reference"], dim)], [runs[(impl, dim)] for impl in ("vqstack-vq", "vqstack-ema")]
+            time_target = "" if quick else f" (≤ {TIME_TARGET.get(dim, '?')})"
+            memory_target = "" if quick else f" (≤ {MEMORY_TARGET})"
+            memory = f"{ours[0]['peak_mem_mb']:.0f} / {ours[1]['peak_mem_mb']:.0f} MB vs {ref['peak_mem_mb']:.0f} MB"
+            ratio_cells = [f"{vq['time_ratio']:.3f} / {ema['time_ratio']:.3f}{time_target}", memory,
+                           f"{vq['mem_ratio']:.3f} / {ema['mem_ratio']:.3f}{memory_target}"]
+        else:
+            ratio_cells = ["–", "–", "–"]
+        rows.append([dim] + [ms(impl, dim) for impl in ("vqstack-vq", "vqstack-ema", "vqpytorch-learnable",
+                                                         "vqpytorch-ema")] + ratio_cells)
+    header = ["dim", "vqstack `vq`", "vqstack `ema`", "reference (learnable)", "reference (EMA)",
+              "time ratio `vq` / `ema`" + ("" if quick else " (target)"), "memory: ours / reference",
+              "memory ratio" + ("" if quick else " (target)")]
+    errors = [f"{r['impl']} at dim {r['dim']}: {' '.join(r['error'])}" for r in runs.values() if "error" in r]
+    return "\n\n".join(filter(None, [
+        f"{result['vectors']:,} vectors against {result['codes']:,} codes on {result['device']}, median of "
+        f"{result['reps']} step(s) after one warm-up; load average {num(result.get('load_average'), '.2f')}.",
+        table(header, rows), errors and "Failed cases: " + "; ".join(errors) + "."]))
+
+
+def quantizer_speed_reference(result: dict, record: dict) -> str:
+    version = result.get("vector_quantize_pytorch")
+    if not version:
+        return "vector-quantize-pytorch was not installed, so there are no ratios"
+    return (f"vector-quantize-pytorch {version} `VectorQuantize`, the faster (by time) of its EMA and learnable "
+            f"configurations at each dim; both memory ratios are against that one")
+
+
+def train_speed(result: dict, record: dict) -> str:
+    rows = [[phase, result[f"images_per_sec_{key}"]] + [result[f"forwards_per_step_{key}"].get(net)
+                                                       for net in ("encoder", "decoder", "discriminator", "perceptual")]
+            for phase, key in (("before `--disc-start`", "before_disc"), ("with the discriminator", "with_disc"))]
+    return "\n\n".join([
+        f"{result['preset']} preset, {result['resolution']}×{result['resolution']}, batch {result['batch_size']}, "
+        f"mixed precision {result['mixed_precision']}, on {result['device']}; data: {relative(result['data'])}.",
+        table(["phase", "images/s", "encoder", "decoder", "discriminator", "perceptual (ST-LPIPS VGG)"], rows)])
+
+
+CACHES = {"preallocated": "", "dynamic": ", DynamicCache", "static": ", StaticCache",
+          "none": ", no cache (re-runs the prefix)"}
+
+
+def sampling_speed(result: dict, record: dict) -> str:
+    rows = [[f"batch {r['batch']}{', CFG' if r['cfg'] else ''}{CACHES.get(r['cache'], ', ' + r['cache'])}",
+             r["tokens"], r["seconds"], r["tokens_per_s"], r["images_per_s"], r["gflops_achieved"],
+             f"{r['x_floor']} ({r['floor_bound']})"] for r in result["results"]]
+    s = result["summary"]
+    cfg64 = f", {s['cfg_cost_batch64']}× at batch 64" if "cfg_cost_batch64" in s else ""
+    model = result["model"]
+    return "\n\n".join([
+        f"{model['depth']} layers, width {model['dim']}, vocab {model['vocab_size']}, {model['seq_len']} tokens per "
+        f"image, {result['dtype']} on {result['device']} ({result['device_name']}), {result['threads']} threads, "
+        f"best of {result['reps']} run(s). Floors measured in the same run: matmul {result['matmul_gflops']} GFLOPS, "
+        f"memory {result['memory_gbps']} GB/s; CPU pressure {result.get('cpu_pressure_before')} before and "
+        f"{result.get('cpu_pressure_after')} after (0 = no other process waited for a CPU).",
+        table(["case", "tokens", "seconds", "tokens/s", "images/s", "GFLOPS", "× floor (bound)"], rows),
+        f"Batch 8: {s['batch8_seconds']} s (target ≲ {s['batch8_target_seconds']:g} s), {s['batch8_x_floor']}× its "
+        f"floor (target ≤ {s['x_floor_target']:g}). KV cache vs no cache at batch 8, over the first "
+        f"{s['cache_speedup_over_tokens']} tokens: {s['cache_speedup_batch8']}× (target ≥ "
+        f"{s['cache_speedup_target']:g}×). CFG cost: {s['cfg_cost_batch8']}× at batch 8{cfg64} (target ≤ "
+        f"{s['cfg_cost_target']}×)."])
+
+
+def hair_colour(result: dict, record: dict) -> str:
+    scales = sorted((key for key in result if key.startswith("samples_cfg_")),
+                    key=lambda key: -float(key.removeprefix("samples_cfg_")))
+    sets = [(f"guidance {key.removeprefix('samples_cfg_')}", key) for key in scales] + [
+        ("real faces, same check (reference)", "real_faces"),
+        ("real faces through the tokenizer (reference)", "reconstructed_faces")]
+    command = record["command"]
+    summary = table(["samples", "followed (mean over colours)"], [[label, pct(result[key]["mean_over_colours"])]
+                                                                  for label, key in sets])
+    per_colour = table(["hair colour"] + [label.removesuffix(" (reference)") for label, _ in sets],
+                       [[colour] + [pct(result[key]["per_colour"].get(colour)) for _, key in sets]
+                        for colour in result["colours"]])
+    return "\n\n".join([
+        f"{option(command, '--n', 64)} samples per colour, {len(result['colours'])} colours (chance "
+        f"{pct(result['chance'])}), centres from {result['tagged_faces']:,} tagged faces; tokenizer "
+        f"`{option(command, '--tokenizer')}`, prior `{option(command, '--prior')}`.", summary, "Per colour:",
+        per_colour])
+
+
+def inpaint_candidates(result: dict, record: dict) -> str:
+    keys = sorted((key for key in result if key.startswith("candidates_")),
+                  key=lambda key: int(key.removeprefix("candidates_")))
+    rows = [[key.removeprefix("candidates_"), result[key]["st_lpips"], result[key]["edge_l1"]] for key in keys]
+    height, width = result["image_size"]
+    return "\n\n".join([
+        f"{result['faces']} held-out faces at {height}×{width}, a hole of {result['hole_tokens']} tokens; tokenizer "
+        f"`{option(record['command'], '--tokenizer')}`, prior `{option(record['command'], '--prior')}`.",
+        table(["candidates", "ST-LPIPS (VGG) to the original", "edge L1 (0–255)"], rows)])
+
+
+def tokenizer_eval(result: dict, record: dict) -> str:
+    values = [[f"`{key}`", value] for key, value in result.items()
+              if isinstance(value, float) and key not in ("resolution", "images")]
+    images = f"{result['images']:,}" if "images" in result else "All"
+    parts = [f"{images} faces at {result.get('resolution')}×{result.get('resolution')}; "
+             f"tokenizer `{option(record['command'], '--tokenizer')}`.", table(["metric", "value"], values)]
+    for key, classes in result.items():
+        if key.endswith("/per_class"):
+            parts += [f"Per class of `{key.removesuffix('/per_class')}` (accuracy on held-out originals → on "
+                      f"their reconstructions):",
+                      table(["class", "share of tags", "real", "reconstructed", "ratio", "reconstructions taken for"],
+                            [[name, pct(c.get("share")), c.get("real"), c.get("recon"), c.get("ratio"),
+                              c.get("recon_mistaken_for")] for name, c in classes.items()])]
+    return "\n\n".join(parts)
+
+
+SHOOTOUT_COLUMNS = [("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("stlpips", "ST-LPIPS"), ("fd-vgg", "FD-VGG"),
+                    ("colour-hist", "colour-hist"), ("usage", "usage"), ("perplexity", "perplexity")]
+
+
+def quantizer_shootout(result: dict, record: dict) -> str:
+    rows = result["results"]
+    attributes = sorted({key for row in rows for key in row if key.startswith("attr:") and
+                         key.endswith(("/real", "/recon", "/worst-ratio"))})
+    columns = [(key, title) for key, title in SHOOTOUT_COLUMNS if any(key in row for row in rows)]
+    columns += [(key, f"`{key}`") for key in attributes]
+    reference = next((row for row in rows if row["quantizer"] == "vqpytorch"), None)
+    body = [[f"`{row['quantizer']}`", row["seconds_per_step"],
+             f"{row['seconds_per_step'] / reference['seconds_per_step']:.2f}" if reference else "–"]
+            + [row.get(key) for key, _ in columns] for row in rows]
+    data = "generated images (--quick)" if record.get("quick") else f"`{relative(result['data'])}`"
+    return "\n\n".join([
+        f"{result['steps']} steps each at batch {result['batch_size']}, seed {result['seed']}, on {data}; metrics on "
+        f"the last {result['holdout']} images, which no run trains on; {result.get('threads')} threads.",
+        table(["entry", "s/step", "× reference"] + [title for _, title in columns], body)])
+
+
+def shootout_reference(result: dict, record: dict) -> str:
+    trick = any(row.get("rotation_trick") for row in result["results"] if row["quantizer"] == "vqpytorch")
+    version = record["machine"].get("versions", {}).get("vector-quantize-pytorch") or ""
+    return (f"vector-quantize-pytorch {version} `VectorQuantize` with rotation_trick={trick}, entry `vqpytorch` "
+            f"(× reference = seconds per step over its seconds per step)")
+
+
+def colour_ablation(result: dict, record: dict) -> str:
+    rows = result["results"]
+    body = [[f"`{row['variant']}`", row.get("seconds_per_step"), row.get("psnr"), row.get("usage"),
+             row.get("colour-hist"), row.get("attr:hair/real"), row.get("attr:hair/recon"),
+             row.get("attr:hair/worst-ratio")] for row in rows]
+    colours = sorted({colour for row in rows for colour in row.get("hair", {})})
+    per_colour = table(["hair colour"] + [f"`{row['variant']}`" for row in rows],
+                       [[colour] + [row.get("hair", {}).get(colour, "–").replace("->", " → ") for row in rows]
+                        for colour in colours])
+    return "\n\n".join([
+        f"{result['steps']} steps per variant at batch {result['batch_size']}, seed {result['seed']}, on "
+        f"`{relative(result['data'])}`.",
+        table(["variant", "s/step", "PSNR (dB)", "usage", "colour-hist", "hair: real", "hair: reconstructed",
+               "worst ratio"], body),
+        "Per colour, classifier accuracy on held-out originals → on their reconstructions:", per_colour])
+
+
+# --- the page: static text around each benchmark's tables -------------------------------------------------------
+
+TRAINED = " --tokenizer DIR --prior DIR"
+
+
+def fixed(text: str) -> Callable[[dict, dict], str]:
+    """A reference that does not depend on the result."""
+    return lambda result, record: text
+
+SECTIONS = [
+    Section("Quantizer speed and memory", """
+`benchmarks/quantizer_speed.py` times one training step (forward + backward, EMA updates included) of 16,384 vectors
+(z of shape 16×D×32×32) against 16,384 codes at D = 256 and D = 8: the median of `--reps` steps after a warm-up.
+Peak memory is the resident-set growth of a fresh process per case (`torch.cuda.max_memory_allocated` growth on a
+GPU). The reference is vector-quantize-pytorch's `VectorQuantize`, in its default EMA configuration and with a
+learnable codebook (`learnable_codebook=True, ema_update=False`); the faster of the two is the reference for the
+ratios. `--quick` shrinks it to 1,024 vectors against 1,024 codes and one step.""",
+            quantizer_speed, quantizer_speed_reference, [("quantizer_speed", None)], why="""
+Why: the reference computes a full 16k × 16k distance table (`cdist`) and multiplies by one-hot matrices, about
+6 GB. vqstack searches in chunks of at most 16 MB of distances (`addmm(‖e‖², z, eᵀ, α=-2)` in fp32, reduced with
+`torch.min` into preallocated outputs), gathers the chosen codes, and counts with `bincount` / `index_add_`.
+`python benchmarks/quantizer_speed.py --sweep-chunks` reproduces the chunk-size choice. Under heavy load from other
+jobs the dim-8 `vq` ratio has been measured as high as 0.248: rerun on an idle machine before drawing conclusions."""),
+
+    Section("Quantizer shoot-out", """
+`benchmarks/quantizer_shootout.py` trains the same small tokenizer (`recipes/vqgan_anime.py`'s tiny preset: 32×32
+images, f = 4, 8×8 tokens, GAN and ST-LPIPS loss as the preset sets them) once per quantizer, with only the
+quantizer changed, all at 256 codes (FSQ 8×8×4, LFQ 8 bits), on the same data, steps and seed. The reference,
+`vqpytorch`, is vector-quantize-pytorch's `VectorQuantize` in the same tokenizer with `rotation_trick=False`, so its
+gradients are the straight-through ones every other entry uses. Metrics (`vqstack.evaluation`) on held-out images
+the runs never train on: PSNR, SSIM, ST-LPIPS (VGG16), FD-VGG, colour-histogram distance, codebook usage and
+perplexity, seconds per training step, and the attribute classifier's accuracy on originals and reconstructions.
+ST-LPIPS and FD-VGG are offline stand-ins, not LPIPS and FID (docs/evaluation.md). `--quick` trains every entry for
+4 steps on generated images, whatever `--data` says, so a quick run has only the first table.""",
+            quantizer_shootout, shootout_reference,
+            [("quantizer_shootout_anime", "Anime faces (hair colour)"), ("quantizer_shootout_cifar10",
+                                                                         "CIFAR-10 (class)")],
+            not_quick=("quantizer_shootout_cifar10",)),
+
+    Section("What makes a tokenizer lose hair colour?", """
+`benchmarks/colour_ablation.py` trains the tiny preset with one thing changed at a time (same data, steps and
+seed) and scores each by PSNR, codebook usage, colour-histogram distance and a hair-colour classifier (trained once,
+shared by every variant) on originals and reconstructions, per colour. The baseline is the tiny preset with k-means
+init and dead-code restarts. Each variant changes one suspect: GroupNorm groups (`groups-8`, `groups-1`; 32 groups
+of the tiny net's 32 channels are one channel each, an InstanceNorm that removes every channel's per-image mean),
+codebook size and code dimension (`codes-1024-dim8`, `codes-4096-dim8`), encoder width (`width-64`), the
+reconstruction loss (`l2-loss`). The worst ratio is the smallest reconstructed / real accuracy over the colours with
+at least 1 % of the tagged images (the presets' bar is 0.9). `--quick` trains the baseline alone for 2 steps.""",
+            colour_ablation, fixed("the `baseline` variant; per colour, the same classifier on the real faces (the "
+                                   "worst ratio is reconstructed / real)"),
+            [("colour_ablation", None)]),
+
+    Section("Training throughput and forward passes per step", """
+`benchmarks/train_speed.py` runs `recipes/vqgan_anime.py` itself (by default the base preset, 64×64 anime faces,
+batch 8, 8 optimizer steps per half, the discriminator starting half-way), counts the forward calls of the encoder,
+decoder, discriminator and perceptual network per optimizer step with global module forward hooks, and times steps
+through the `vqstack_on_step_end` hook (median step time). On a GPU run_all runs it with `--mixed-precision bf16
+--batch-size 32 --steps 20`; `--quick` runs the tiny preset at 32×32, batch 4, 2 steps per half.""",
+            train_speed, fixed("none: absolute throughput on this machine; forward counts are exact"),
+            [("train_speed", None)], why="""
+With the discriminator, it runs 3 times per step: once in the generator step (frozen), on real and fake images in
+its own step. The base preset (ch 128, `ch_mult` [1, 1, 2, 4], 2 ResNet blocks per level, attention at 8×8, f = 8)
+is a GPU model; on 2 CPU cores use `--preset tiny` (see docs/training.md)."""),
+
+    Section("Prior sampling speed", """
+`benchmarks/sampling_speed.py` samples with the `ar` prior at its default size (8 layers, width 512, 8 heads, vocab
+1024, 256 tokens per image = a 16×16 grid) with random weights: speed does not depend on what it learnt. Each case is
+the fastest of `--reps` runs after a warm-up. Batches 1, 8 and 64, each unguided and with classifier-free guidance
+(both halves in one forward of twice the batch); at batch 8 also transformers' DynamicCache / StaticCache instead of
+the preallocated cache, and the loop without a KV cache, which re-runs the whole prefix every step. × floor is the
+time over the larger of two floors measured in the same run: the run's FLOPs at large-matmul throughput, and its
+compulsory memory traffic (every weight once per step, the KV cache read once per step) at the bandwidth of a large
+reduction; small-batch decoding is bound by the second. `--quick`: batches 1 and 8, one run each, and the no-cache
+loop over the first 64 tokens only, against the cached loop over the same 64.""",
+            sampling_speed, fixed("the floor for × floor, the no-cache loop for the cache speed-up, the unguided run "
+                                  "for the CFG cost"),
+            [("sampling_speed", None)], why="""
+Runs vary by about ±0.15 s; under load from other jobs the timings are meaningless (the JSON records CPU pressure so
+such runs can be discarded)."""),
+
+    Section("Does the prior follow its condition?", """
+`benchmarks/hair_colour.py`: for a trained anime prior, the share of samples whose top-third colour (mostly hair) is
+nearest to the requested hair colour's centre over the real tagged faces, averaged over the hair colours of the
+shared tags. The same rule applied to the real faces, and to the same faces after the tokenizer (encode, decode),
+gives the reference figures: guided samples, more typical than real faces, can score above them.""",
+            hair_colour, lambda result, record: f"real faces through the same check, and through the tokenizer; "
+                                                f"chance {pct(result['chance'])}",
+            [("hair_colour", None)], why="The sample grid per colour: docs/generation.md.", needs=TRAINED),
+
+    Section("What the tokenizer loses: attribute fidelity", """
+`vqstack eval --metrics psnr,colour-hist,attr:hair` on the anime faces: PSNR and colour-histogram distance of the
+reconstructions, and a hair-colour classifier (trained once on the data set's own tags, then cached) scored on
+held-out originals and on their reconstructions, overall and per colour. `--quick` scores the first 64 faces.""",
+            tokenizer_eval, fixed("the classifier's accuracy on the held-out originals (`real`); ratio is "
+                                  "reconstructed / real"),
+            [("tokenizer_eval", None)], why="""
+Other metrics of the same tokenizer (SSIM, ST-LPIPS, FD-VGG, precision and recall): `vqstack eval --metrics ...`,
+docs/evaluation.md.""", needs=" --tokenizer DIR"),
+
+    Section("Best-of-N inpainting", """
+`benchmarks/inpaint_candidates.py`: anime faces the prior recipe held out (its `--val-fraction 0.01` /
+`--val-seed 0` split) get a square hole over the middle half of the token grid, and the trained prior fills it with
+1, 4 and 8 candidates, keeping the best by the likelihood of the known tokens after the hole. Per setting, averaged
+over the faces: ST-LPIPS (VGG) between the repaired face and the original, and the mean absolute pixel difference
+to the original in the hole's last token row and column (edge L1), the cells that meet the kept image below and to
+the right, where raster-order sampling has seen nothing of what follows. A fill is not a reconstruction, so neither
+reaches 0; lower means the fill agrees better with the face around it.""",
+            inpaint_candidates, fixed("1 candidate (plain sampling)"), [("inpaint_candidates", None)],
+            needs=TRAINED),
+]
