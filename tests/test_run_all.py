@@ -87,7 +87,7 @@ def page(tmp_path):
 
 def test_every_table_and_machine_line(page):
     for header in ("| dim | vqstack `vq` |", "| case | tokens | seconds |", "| entry | s/step | × reference |",
-                   "| variant | s/step |", "| samples | followed (mean over colours) |", "| hair colour |",
+                   "| variant | PSNR (dB) |", "| samples | followed (mean over colours) |", "| hair colour |",
                    "| metric | value |", "| candidates | ST-LPIPS (VGG) to the original |"):
         assert header in page, header
     assert "| 256 | 693 ms | 707 ms | 5092 ms | 5511 ms | 0.136 / 0.139 (≤ 0.6) | 349 / 221 MB vs 6526 MB |" in page
