@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from earlier import EARLIER  # benchmarks/ is on sys.path: run_all.py puts it there
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,7 +59,11 @@ def render_part(section, name: str, record: dict | None, quick: bool = False) ->
         return f"Not part of a --quick run: `python benchmarks/run_all.py --only {name}{section.needs}` produces it."
     if record is None:
         flag = " --quick" if quick else ""
-        return f"Not measured yet: `python benchmarks/run_all.py{flag} --only {name}{section.needs}` produces it."
+        missing = f"Not measured yet: `python benchmarks/run_all.py{flag} --only {name}{section.needs}` produces it."
+        if name in EARLIER and not quick:  # keep the published hand measurement until run_all replaces it
+            return wrap(missing[:-1] + "; until then, the hand measurement published before run_all existed:") \
+                + "\n\n" + EARLIER[name]
+        return missing
     command = f"`{display_command(record['command'])}`"
     if "failed" in record:
         failed = record["failed"]
