@@ -376,7 +376,11 @@ gradients are the straight-through ones every other entry uses. Metrics (`vqstac
 the runs never train on: PSNR, SSIM, ST-LPIPS (VGG16), FD-VGG, colour-histogram distance, codebook usage and
 perplexity, seconds per training step, and the attribute classifier's accuracy on originals and reconstructions.
 ST-LPIPS and FD-VGG are offline stand-ins, not LPIPS and FID (docs/evaluation.md). `--quick` trains every entry for
-4 steps on generated images, whatever `--data` says, so a quick run has only the first table.""",
+4 steps on generated images, whatever `--data` says, so a quick run has only the first table. The tiny preset now
+whitens colours and uses one GroupNorm group (next section), so every entry does. On 2 CPU cores the evaluation
+(FD-VGG at 224 px, an attribute classifier per entry) takes longer than 300 training steps. The seconds per step
+were measured while other jobs shared the 2 cores for part of the anime runs (`vq` and `vq-dim8+restarts` most):
+compare the quality columns, not the speeds.""",
             quantizer_shootout, shootout_reference,
             [("quantizer_shootout_anime", "Anime faces (hair colour)"), ("quantizer_shootout_cifar10",
                                                                          "CIFAR-10 (class)")],
