@@ -32,7 +32,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 CODES = 256
 RESTARTS = {"kmeans_init": True, "dead_code_threshold": 0.5}
 CANDIDATES = {
-    "vq": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": CODES, "l2_normalize": True}},
+    # restarts off explicitly: the tiny preset turns them on, and a config's kwargs merge into the preset's
+    "vq": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": CODES, "l2_normalize": True, "kmeans_init": False,
+                                    "dead_code_threshold": 0.0}},
     "vq+restarts": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": CODES, "l2_normalize": True, **RESTARTS}},
     "vq-dim8+restarts": {"name": "vq", "kwargs": {"dim": 8, "codebook_size": CODES, "l2_normalize": True,
                                                   **RESTARTS}},

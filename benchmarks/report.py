@@ -73,7 +73,8 @@ def render_part(section, name: str, record: dict | None, quick: bool = False) ->
                     f"stderr:") + f"\n\n```\n{tail}\n```"
     result = record["result"]
     reference = section.reference(result, record)
-    parts = [command, *section.build(result, record).split("\n\n"), machine_line(record, reference)]
+    note = [f"Note: {record['note']}"] if record.get("note") else []  # a correction to the stored run, in words
+    parts = [command, *note, *section.build(result, record).split("\n\n"), machine_line(record, reference)]
     return "\n\n".join(part if part.startswith("|") else wrap(part) for part in parts)
 
 
