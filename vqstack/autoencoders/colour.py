@@ -34,6 +34,13 @@ class ColourWhitening(nn.Module):
             raise ValueError("the colour whitening matrix is singular: it could not be undone.")
         self.register_buffer("mean", mean)
         self.register_buffer("matrix", matrix)
+        # kept beside the matrix (not saved): inverting in every decode would sync the host on a GPU
+        self.register_buffer("inverse_matrix", torch.linalg.inv(matrix.double()).float(), persistent=False)
+        self.register_load_state_dict_post_hook(lambda module, keys: module._update_inverse())
+
+    @torch.no_grad()
+    def _update_inverse(self) -> None:
+        self.inverse_matrix.copy_(torch.linalg.inv(self.matrix.double()).float())
 
     @classmethod
     def from_images(cls, images: torch.Tensor, eps: float = EPS) -> "ColourWhitening":
@@ -55,8 +62,7 @@ class ColourWhitening(nn.Module):
 
     def inverse(self, whitened: torch.Tensor) -> torch.Tensor:
         """Whitened -> RGB."""
-        inverse = torch.linalg.inv(self.matrix.double()).float()  # 3x3: cheaper than keeping it in sync
-        return self._transform(whitened, inverse) + self.mean.view(1, 3, 1, 1).to(whitened)
+        return self._transform(whitened, self.inverse_matrix) + self.mean.view(1, 3, 1, 1).to(whitened)
 
     @staticmethod
     def _transform(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

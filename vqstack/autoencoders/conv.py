@@ -69,7 +69,7 @@ class Encoder(nn.Module):
         dropout: float = 0.0,  # dropout inside the ResnetBlocks
         mid_attention: bool = True,  # attention between the two middle ResnetBlocks
         resamp_with_conv: bool = True,  # strided conv (True) or average pooling (False) to downsample
-        norm_groups: int = 32,  # GroupNorm groups at most (taming: 32); 32 groups of 1 channel erase colour
+        norm_groups: int = 32,  # GroupNorm groups at most (taming: 32); 32 groups of 32 channels are InstanceNorm
     ):
         super().__init__()
         ch_mult, attn_resolutions = tuple(ch_mult), tuple(attn_resolutions)  # JSON configs give lists
