@@ -154,11 +154,15 @@ def main(argv=None) -> list[dict]:
                 row["rotation_trick"] = args.rotation_trick
             print(json.dumps(row), flush=True)
             results.append(row)
+            write_summary(args, results)  # after every entry: an interrupted shoot-out keeps what it measured
+    return results
+
+
+def write_summary(args, results: list[dict]) -> None:
     summary = {"data": args.data, "steps": args.steps, "batch_size": args.batch_size, "holdout": args.holdout,
                "seed": args.seed, "torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1))
-    return results
 
 
 if __name__ == "__main__":
