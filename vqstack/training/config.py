@@ -30,7 +30,8 @@ PRESETS = {
         "lr": 4e-4,
         "tokenizer": {
             "encoder": {"name": "conv", "kwargs": {**_TINY_NET, "out_channels": 32}},
-            "quantizer": {"name": "vq", "kwargs": {"dim": 16, "codebook_size": 256, "l2_normalize": True,
+            # dim 8: better than 16 on both shoot-outs (anime +0.7 dB, FD-VGG 734 vs 773; CIFAR-10 +0.4 dB, 760 vs 817)
+            "quantizer": {"name": "vq", "kwargs": {"dim": 8, "codebook_size": 256, "l2_normalize": True,
                                                    **_RESTARTS}},
             "decoder": {"name": "conv", "kwargs": {**_TINY_NET, "in_channels": 32}},
             "colour": "whiten",
