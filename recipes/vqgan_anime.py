@@ -34,7 +34,6 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
@@ -43,6 +42,7 @@ from vqstack.core import hook
 from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
+from vqstack.training.ema import weight_ema
 from vqstack.training.objectives import LossWeights, VQGANObjective
 from vqstack.training.runtime import cpu_processes
 from vqstack.training.reporting import MetricsLog, save_comparison_grid, to_float_dict
@@ -92,6 +92,11 @@ def make_config(args) -> dict:
         "loss.perceptual": args.perceptual_weight,
     })
     if args.perceptual_weights:
+        name = config["perceptual"]["name"] if config["loss"]["perceptual"] > 0 else None
+        if name != "lpips":  # only lpips loads a backbone file; stlpips ships its weights
+            raise SystemExit(f"--perceptual-weights is for the 'lpips' perceptual loss, but this run's is "
+                             f"{name or 'off (weight 0)'!r}. Drop --perceptual-weights, or choose lpips in --config: "
+                             f'{{"perceptual": {{"name": "lpips", "kwargs": {{"net": "vgg"}}}}}}.')
         config["perceptual"].setdefault("kwargs", {})["backbone_weights"] = args.perceptual_weights
     return config
 
@@ -182,7 +187,9 @@ def train(args) -> dict:
     models = [tokenizer]
     if use_gan:
         opt_d = torch.optim.Adam(discriminator.parameters(), lr=config["lr"], betas=betas)
-        sched_d = get_cosine_schedule_with_warmup(opt_d, args.warmup_steps, args.max_steps)
+        # stepped only from disc_start on: built for the steps the discriminator actually trains
+        disc_steps = max(1, args.max_steps - weights.disc_start)
+        sched_d = get_cosine_schedule_with_warmup(opt_d, min(args.warmup_steps, disc_steps), disc_steps)
         tokenizer, discriminator, opt_g, opt_d, dataloader = accelerator.prepare(
             tokenizer, discriminator, opt_g, opt_d, dataloader)
         models.append(discriminator)
@@ -200,7 +207,7 @@ def train(args) -> dict:
         accelerator.register_for_checkpointing(objective.lecam)
     ema = None
     if args.ema_decay > 0:
-        ema = AveragedModel(raw_tokenizer, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+        ema = weight_ema(raw_tokenizer, args.ema_decay)
         accelerator.register_for_checkpointing(ema)
 
     resume_from = resolve_resume(args.resume, output_dir)
@@ -290,6 +297,8 @@ def train(args) -> dict:
                 elapsed = time.perf_counter() - interval_start
                 record.update(step=state.step, lr=sched_g.get_last_lr()[0], skipped_images=skipped,
                               images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
+                if use_gan:
+                    record["d_lr"] = sched_d.get_last_lr()[0]
                 metrics_log.write(record)
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
                 progress.set_postfix(loss=f"{record['loss']:.4f}", usage=f"{record['usage']:.2f}")

@@ -37,6 +37,9 @@ def test_tiny_run_writes_every_output(images, tmp_path):
     for key in ("rec_loss", "perceptual_loss", "quantizer_loss", "usage", "perplexity", "lr", "images_per_sec"):
         assert key in steps[0], key
     assert "d_loss" not in steps[0] and "d_loss" in steps[-1], "the discriminator starts at --disc-start (2)"
+    # the discriminator's cosine schedule spans the steps it trains (the last two), so it ends with the run
+    lr = result["config"]["lr"]
+    assert steps[2]["d_lr"] == pytest.approx(lr / 2) and steps[3]["d_lr"] == pytest.approx(0.0, abs=1e-12)
     evals = [r for r in records if "eval/psnr" in r]
     assert [r["step"] for r in evals] == [3, 4]
     for key in ("eval/psnr", "eval/ssim", "eval/stlpips", "eval/usage", "eval/perplexity"):
@@ -94,6 +97,22 @@ def test_resume_is_exact(images, tmp_path, fresh_plugins):
 def test_resume_from_a_missing_checkpoint_names_the_choices(images, tmp_path):
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint folder.*--resume latest"):
         run("--data", images, "--max-steps", 2, "--output-dir", tmp_path, "--resume", tmp_path / "checkpoint-9")
+
+
+@pytest.mark.parametrize("extra", [[], ["--perceptual-weight", "0"]])
+def test_perceptual_weights_without_lpips_names_the_fix(extra):
+    args = recipe.build_parser().parse_args([*TINY, "--perceptual-weights", "vgg16.pth", *extra])
+    with pytest.raises(SystemExit, match="--perceptual-weights is for the 'lpips' perceptual loss") as err:
+        recipe.make_config(args)
+    assert "'stlpips'" in str(err.value) if not extra else "off (weight 0)" in str(err.value)
+
+
+def test_perceptual_weights_reach_the_lpips_loss(tmp_path):
+    config = tmp_path / "lpips.json"
+    config.write_text(json.dumps({"perceptual": {"name": "lpips", "kwargs": {"net": "vgg"}}}))
+    args = recipe.build_parser().parse_args([*TINY, "--config", str(config), "--perceptual-weights", "vgg16.pth"])
+    assert recipe.make_config(args)["perceptual"] == {"name": "lpips",
+                                                      "kwargs": {"net": "vgg", "backbone_weights": "vgg16.pth"}}
 
 
 def test_plain_vqvae_never_builds_a_discriminator_or_perceptual_net(images, tmp_path):
