@@ -313,11 +313,29 @@ def test_residual_over_each_base(base, kwargs):
     out = q(z)
     torch.testing.assert_close(out.quantized, q.indices_to_codes(out.indices))
     residual, loss = z, 0.0
-    for level in q.levels:  # quantized = sum of level codes, each level on what the previous ones left
+    for d, level in enumerate(q.levels):  # quantized = sum of level codes, each level on what the previous left
         level_out = level(residual)
         residual, loss = residual - level_out.quantized, loss + level_out.loss
+        if d > 0:  # plus the commitment of z to the partial sum: z − Σ_{i≤d} e_i is what is left
+            loss = loss + getattr(level, "commitment_weight", 0.0) * residual.square().mean()
     torch.testing.assert_close(out.quantized, z - residual)
     torch.testing.assert_close(out.loss, loss)
+
+
+def test_residual_commitment_reaches_z_from_every_level():
+    # RQ-VAE: the encoder commits to every partial sum, so d loss / d z = Σ_d 2β (z − Σ_{i≤d} e_i) / numel
+    torch.manual_seed(0)
+    q = ResidualVQ(dim=8, num_quantizers=3, codebook_size=16, quantizer_kwargs={"commitment_weight": 0.25})
+    z = torch.randn(2, 8, 4, 4, requires_grad=True)
+    out = q(z)
+    out.loss.backward()
+    partial, expected = torch.zeros_like(z), torch.zeros_like(z)
+    for d in range(3):
+        partial = partial + q.levels[d].indices_to_codes(out.indices[..., d])
+        expected += 2 * 0.25 * (z.detach() - partial) / z.numel()
+    torch.testing.assert_close(z.grad, expected)
+    assert (z.grad - 2 * 0.25 * (z.detach() - q.levels[0].indices_to_codes(out.indices[..., 0])) / z.numel()
+            ).abs().max() > 1e-4, "levels 1 and 2 must add to the gradient"
 
 
 def test_residual_refuses_multi_codebook_levels():

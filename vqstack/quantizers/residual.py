@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput
@@ -16,6 +17,11 @@ class ResidualVQ(Quantizer):
     Gradients: level l sees the residual r_l = r_{l−1} − q_{l−1} without a detach (as in EnCodec), so the
     straight-through estimator applies once: ∂(Σ q_l)/∂z is the identity for VQ levels. (Detaching the residual,
     as vector-quantize-pytorch does, multiplies the gradient reaching z by the number of levels.)
+
+    Commitment: through the straight-through codes a level's residual carries no gradient back to z, so a level's
+    own commitment term reaches z only at level 0. As in RQ-VAE, the encoder commits to every partial sum instead:
+    loss = Σ level losses + Σ_{d≥1} β_d ‖z − sg(Σ_{i≤d} e_i)‖², β_d the level's ``commitment_weight`` (0 for
+    levels without one, such as FSQ).
 
     Args:
         dim: channels of z (D), passed to every level; 256 (taming's embed_dim) when built from a bare name.
@@ -76,6 +82,9 @@ class ResidualVQ(Quantizer):
             residual = residual - out.quantized
             indices.append(out.indices)
             loss = loss + out.loss
+            beta = getattr(level, "commitment_weight", 0.0)
+            if i > 0 and beta > 0:  # level 0's own commitment is already z against its code
+                loss = loss + beta * F.mse_loss(z.float(), quantized.detach().float())
             per_level.append(out.metrics)
         metrics = {}
         for key in per_level[0]:
