@@ -115,7 +115,7 @@ def _distributed_worker(rank, world_size, port, out_dir):
         lam = adaptive_weight(rec, gen, w)
         lecam = LeCAM(decay=0.9)
         lecam(torch.randn(8) + rank, torch.randn(8) - rank)
-        result = {"lambda": lam.item(), "rec_norm": a.norm().item(), "gen_norm": (c * w).norm().item(),
+        result = {"lambda": lam.item(), "rec_grad": a.tolist(), "gen_grad": (c * w).detach().tolist(),
                   "ema_real": lecam.ema_real.item(), "ema_fake": lecam.ema_fake.item()}
         (out_dir / f"rank{rank}.json").write_text(json.dumps(result))
     finally:
@@ -133,10 +133,12 @@ def test_adaptive_weight_and_lecam_are_identical_across_processes(tmp_path):
     mp.spawn(_distributed_worker, args=(2, free_port(), tmp_path), nprocs=2, join=True)
     r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
     assert r0["lambda"] == r1["lambda"]
-    mean_rec = (r0["rec_norm"] + r1["rec_norm"]) / 2
-    mean_gen = (r0["gen_norm"] + r1["gen_norm"]) / 2
-    assert r0["lambda"] == pytest.approx(mean_rec / (mean_gen + 1e-4), rel=1e-5)
-    local = [r["rec_norm"] / (r["gen_norm"] + 1e-4) for r in (r0, r1)]
+    # the norms of the gradients DDP applies: the mean over ranks of each gradient, then its norm
+    rec, gen = (torch.tensor([r0[k], r1[k]]) for k in ("rec_grad", "gen_grad"))
+    assert r0["lambda"] == pytest.approx((rec.mean(0).norm() / (gen.mean(0).norm() + 1e-4)).item(), rel=1e-5)
+    mean_of_norms = rec.norm(dim=1).mean() / (gen.norm(dim=1).mean() + 1e-4)
+    assert r0["lambda"] != pytest.approx(mean_of_norms.item(), rel=1e-2)  # the ranks' gradients point apart
+    local = [(r.norm() / (g.norm() + 1e-4)).item() for r, g in zip(rec, gen)]
     assert local[0] != pytest.approx(local[1], rel=1e-3)  # the data did differ
     assert (r0["ema_real"], r0["ema_fake"]) == (r1["ema_real"], r1["ema_fake"])
 

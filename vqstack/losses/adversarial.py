@@ -78,9 +78,11 @@ def adaptive_weight(rec_loss: torch.Tensor, gen_loss: torch.Tensor, last_layer: 
     group: the process group to average over (default: all processes).
 
     Returns a detached scalar; multiply it by your discriminator weight. The graph is retained for the backward
-    pass of the total loss. When ``torch.distributed`` is initialized the two gradient norms are averaged over
-    processes (one all_reduce of two numbers) before the ratio is taken, so every rank uses the same weight;
-    taming computes it from each rank's own batch and the ranks' weights drift apart.
+    pass of the total loss. When ``torch.distributed`` is initialized the two gradients are averaged over
+    processes (one all_reduce of the last layer's size, twice) before the norms are taken: these are the norms of
+    the gradients DDP applies, and every rank uses the same weight. (taming computes it from each rank's own batch,
+    so the ranks' weights drift apart; averaging per-rank norms instead overstates both norms whenever the ranks'
+    gradients point different ways.)
     """
     try:
         rec_grad, = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
@@ -89,8 +91,8 @@ def adaptive_weight(rec_loss: torch.Tensor, gen_loss: torch.Tensor, last_layer: 
         raise RuntimeError(f"adaptive_weight needs rec_loss and gen_loss to both depend on last_layer (the "
                            f"decoder's final weight, decoder.last_layer) through a live graph: compute them "
                            f"outside torch.no_grad() and before any backward() frees the graph. ({err})") from err
-    norms = torch.stack([rec_grad.detach().float().norm(), gen_grad.detach().float().norm()])
-    norms = _average_across_processes(norms, group)
+    grads = _average_across_processes(torch.stack([rec_grad.detach().float(), gen_grad.detach().float()]), group)
+    norms = grads.flatten(1).norm(dim=1)
     return (norms[0] / (norms[1] + delta)).clamp(0.0, max_weight).detach()
 
 
