@@ -80,3 +80,39 @@ def worker(rank: int, port: int) -> None:
 
 def test_codebooks_stay_identical_across_processes():
     mp.spawn(worker, args=(free_port(),), nprocs=WORLD, join=True)
+
+
+def lfq_rows(rank: int) -> torch.Tensor:
+    return torch.randn(6, 8, generator=torch.Generator().manual_seed(rank)) * (1 + rank)
+
+
+def lfq_worker(rank: int, port: int) -> None:
+    from vqstack.quantizers import LFQ
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        lfq = LFQ(bits=8, temperature=1.0)
+        x = lfq_rows(rank).requires_grad_()
+        _, codebook = lfq.entropy_terms(x)
+        codebook.backward()
+        dist.destroy_process_group()
+        # one process on the rows of every rank: the same entropy, and (times WORLD, undone by DDP's averaging
+        # of parameter gradients) the same gradient for this rank's rows
+        rows = torch.cat([lfq_rows(r) for r in range(WORLD)]).requires_grad_()
+        _, whole = lfq.entropy_terms(rows)
+        whole.backward()
+        torch.testing.assert_close(codebook.detach(), whole.detach())
+        torch.testing.assert_close(x.grad, WORLD * rows.grad[6 * rank:6 * (rank + 1)])
+        _, local = lfq.entropy_terms(lfq_rows(rank))
+        assert not torch.allclose(local, whole), "the ranks' own batches must give a different entropy"
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def test_lfq_codebook_entropy_is_that_of_the_whole_batch():
+    mp.spawn(lfq_worker, args=(free_port(),), nprocs=WORLD, join=True)

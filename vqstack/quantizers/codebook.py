@@ -40,6 +40,17 @@ def all_reduce_sum_(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def differentiable_all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over processes, with gradients flowing back to every process's share (no-op in one
+    process). A loss computed from the sum on every rank then gets, after DDP averages the ranks' gradients, the
+    gradient of the global loss."""
+    if distributed():
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(tensor)
+    return tensor
+
+
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     """Overwrite ``tensor`` with rank ``src``'s copy in place (no-op in one process)."""
     if distributed():

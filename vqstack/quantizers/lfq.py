@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Quantizer, QuantizerOutput, to_maps, to_vectors, usage_metrics
-from .codebook import check_dim, check_indices, fp32
+from .codebook import check_dim, check_indices, differentiable_all_reduce_sum, fp32
 
 # Without ``bits`` and with dim > this, LFQ projects to 14 bits: 16,384 codes (LlamaGen's best size at 256px).
 # 2^18 (MAGVIT-2) needs a factorised prior head; a plain AR prior's softmax over 262k tokens is slow and sparse.
@@ -25,7 +25,8 @@ class LFQ(Quantizer):
 
     * H_sample, the mean per-token entropy, is exact and cheap: p(c|z) factorises over bits, with
       p(bit_i = +1) = sigmoid(4·codebook_scale·z_i/τ), so H(p(·|z)) = Σ_i H(bit_i).
-    * H_codebook, the entropy of the batch-mean distribution, does not factorise. Bits are split into groups of
+    * H_codebook, the entropy of the batch-mean distribution (the whole batch, over every process, through a
+      differentiable all-reduce), does not factorise. Bits are split into groups of
       at most ``entropy_group_bits`` (balanced sizes) and the group marginals' entropies summed, each from a
       tokens × 2^group_bits table (Open-MAGVIT2's factorised sub-codebooks). This is exact when one group holds
       all bits (bits <= entropy_group_bits) and otherwise an upper bound that ignores dependence between
@@ -91,9 +92,18 @@ class LFQ(Quantizer):
             shifts = torch.arange(size - 1, -1, -1, device=x.device)[:, None]
             table = (torch.arange(2**size, device=x.device) >> shifts) & 1
             log_probs = log_neg[:, g].sum(-1, keepdim=True) + (log_pos[:, g] - log_neg[:, g]) @ table.float()
-            mean = log_probs.exp().mean(0)
+            mean = self.code_marginal(log_probs.exp())
             codebook = codebook - (mean * mean.clamp_min(1e-12).log()).sum()
         return per_sample, codebook
+
+    @staticmethod
+    def code_marginal(probs: torch.Tensor) -> torch.Tensor:
+        """The mean code distribution over every process's rows (N, codes) -> (codes,): the codebook entropy is
+        that of the whole distributed batch, as in one process; each rank's own batch would be a noisier
+        estimate that rewards a different spread of codes on every rank."""
+        totals = torch.cat([probs.sum(0), probs.new_tensor([probs.shape[0]])])
+        totals = differentiable_all_reduce_sum(totals)
+        return totals[:-1] / totals[-1]
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self.check_input(z)
