@@ -307,7 +307,8 @@ def train(args) -> dict:
             raise UsageError(f"{resume_from} was trained on tokens from other inputs than {output_dir / 'tokens'} "
                              f"now holds (re-encoded?): start without --resume, or use another --output-dir.")
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
+                             resumed_at=state.step if resume_from is not None else None)
     hook().vqstack_on_train_start(config={**kwargs, "batch_size": batch_size, "lr": lr}, accelerator=accelerator)
 
     def sample_grid(step: int) -> None:

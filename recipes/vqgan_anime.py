@@ -39,6 +39,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 import vqstack
 from vqstack.core import hook
+from vqstack.core.files import publish_dir, staging_dir
 from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
@@ -216,15 +217,19 @@ def train(args) -> dict:
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     if args.report_to != "none":
         accelerator.init_trackers("vqgan", config={"preset": args.preset, "data": args.data, "lr": config["lr"]})
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process)
+    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
+                             resumed_at=state.step if resume_from is not None else None)
     suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
     hook().vqstack_on_train_start(config=config, accelerator=accelerator)
     observers = hook().vqstack_on_step_end.get_hookimpls()  # skip float conversions when nobody listens
 
     def export() -> None:
-        """tokenizer/ (the EMA weights when kept), written by the main process."""
+        """tokenizer/ (the EMA weights when kept), written by the main process into tokenizer.tmp and then renamed:
+        an older tokenizer/ is replaced only by a complete new one."""
         if accelerator.is_main_process:
-            (ema.module if ema is not None else raw_tokenizer).save_pretrained(output_dir / "tokenizer")
+            staging = staging_dir(output_dir / "tokenizer")
+            (ema.module if ema is not None else raw_tokenizer).save_pretrained(staging)
+            publish_dir(staging, output_dir / "tokenizer")
 
     def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
         model = ema.module if ema is not None else raw_tokenizer

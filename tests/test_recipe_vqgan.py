@@ -82,8 +82,15 @@ def test_resume_is_exact(images, tmp_path, fresh_plugins):
     with pytest.raises(CrashAfterCheckpoint.Crash):
         run("--data", images, "--max-steps", 6, "--output-dir", halves)
     vqstack.unregister_plugin("crash")
+    # as if the run had logged two more steps and been killed while saving checkpoint-5
+    with (halves / "metrics.jsonl").open("a") as log:
+        log.write('{"step": 4, "loss": 9.0}\n{"step": 5, "loss": 9.0}\n')
+    (halves / "checkpoint-5.tmp").mkdir()
+    (halves / "checkpoint-5.tmp" / "model.safetensors").write_bytes(b"half")
     resumed = run("--data", images, "--max-steps", 6, "--output-dir", halves, "--resume", "latest")
     assert resumed["state"].step == 6
+    assert not (halves / "checkpoint-5.tmp").exists(), "the stale half-written checkpoint is removed"
+    assert not list(halves.glob("*.tmp")) and (halves / "tokenizer" / "config.json").is_file()
     steps = [json.loads(line)["step"] for line in (halves / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)]
     assert steps == [1, 2, 3, 4, 5, 6], "the resumed run continues its step count"

@@ -1,8 +1,12 @@
-"""Checkpoint folders: ``checkpoint-<step>/`` written by accelerate's ``save_state`` and marked complete."""
+"""Checkpoint folders: ``checkpoint-<step>/``, written by accelerate's ``save_state`` into ``checkpoint-<step>.tmp``,
+marked complete, then renamed: a run killed mid-save leaves a ``.tmp`` folder that resume ignores and the next
+save removes, never a half-written ``checkpoint-<step>``."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
+
+from ..core.files import publish_dir
 
 PREFIX = "checkpoint-"
 COMPLETE = "COMPLETE"  # written last, so a run killed mid-save never resumes from a half-written folder
@@ -32,10 +36,25 @@ def checkpoint_path(output_dir, step: int) -> Path:
     return Path(output_dir) / f"{PREFIX}{step}"
 
 
+def checkpoint_step(path: Path) -> int | None:
+    """The step of a ``checkpoint-<step>`` folder name; None for anything else (``.tmp`` folders included)."""
+    suffix = path.name[len(PREFIX):]
+    return int(suffix) if path.name.startswith(PREFIX) and suffix.isdigit() else None
+
+
 def complete_checkpoints(output_dir) -> list[Path]:
     """Complete checkpoint folders in ``output_dir``, oldest first."""
-    found = [p for p in Path(output_dir).glob(f"{PREFIX}*") if (p / COMPLETE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    found = [p for p in Path(output_dir).glob(f"{PREFIX}*")
+             if checkpoint_step(p) is not None and (p / COMPLETE).is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def remove_incomplete(output_dir) -> list[Path]:
+    """Remove the ``checkpoint-*.tmp`` folders a killed save left behind; returns what was removed."""
+    stale = sorted(Path(output_dir).glob(f"{PREFIX}*.tmp"))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def resolve_resume(resume: str | None, output_dir) -> Path | None:
@@ -58,10 +77,15 @@ def save_checkpoint(accelerator, output_dir, step: int, keep: int | None = None)
     """Every process calls this (accelerate's ``save_state`` gathers what it needs); the main one marks the folder
     complete and removes all but the newest ``keep`` checkpoints."""
     path = checkpoint_path(output_dir, step)
-    accelerator.save_state(str(path))
+    staging = path.with_name(path.name + ".tmp")
+    if accelerator.is_main_process:
+        remove_incomplete(output_dir)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (path / COMPLETE).write_text(f"{step}\n")
+        (staging / COMPLETE).write_text(f"{step}\n")
+        publish_dir(staging, path)
         if keep:
             for old in complete_checkpoints(output_dir)[:-keep]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -12,11 +12,24 @@ def to_float_dict(logs: dict) -> dict:
 
 
 class MetricsLog:
-    """Appends one JSON object per call to ``metrics.jsonl`` (main process only)."""
+    """Appends one JSON object per call to ``metrics.jsonl`` (main process only).
 
-    def __init__(self, path, enabled: bool = True):
+    ``resumed_at``: the step a resumed run continues from. Records of later steps, written by the run before it
+    stopped, are dropped when the log is opened, so no step appears twice."""
+
+    def __init__(self, path, enabled: bool = True, resumed_at: int | None = None):
         self.path = Path(path)
         self.enabled = enabled
+        if enabled and resumed_at is not None and self.path.is_file():
+            self.drop_after(resumed_at)
+
+    def drop_after(self, step: int) -> None:
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= step]
+        if len(kept) != len(lines):
+            staging = self.path.with_name(self.path.name + ".tmp")
+            staging.write_text("".join(kept))
+            staging.replace(self.path)  # atomic: a crash here leaves the old log whole
 
     def write(self, record: dict) -> None:
         if self.enabled:
