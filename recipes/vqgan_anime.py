@@ -45,7 +45,7 @@ from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkp
 from vqstack.training.config import PRESETS, resolve_config
 from vqstack.training.ema import weight_ema
 from vqstack.training.objectives import LossWeights, VQGANObjective
-from vqstack.training.runtime import cpu_processes
+from vqstack.training.runtime import cpu_processes, run_recipe, usage_errors
 from vqstack.training.reporting import MetricsLog, save_comparison_grid, to_float_dict
 
 DEFAULT_DATA = "huggan/anime-faces"  # a public anime-faces dataset on the Hub
@@ -142,7 +142,8 @@ def evaluate(tokenizer, images: torch.Tensor, suite, batch_size: int) -> dict:
 
 def train(args) -> dict:
     output_dir = Path(args.output_dir)
-    config = make_config(args)
+    with usage_errors():  # a bad --config or option: one line, exit 2
+        config = make_config(args)
     if args.report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise SystemExit("--report-to tensorboard needs the tensorboard package: pip install 'vqstack[tensorboard]'.")
     accelerator = Accelerator(
@@ -172,13 +173,14 @@ def train(args) -> dict:
     # --- models, losses, optimizers ------------------------------------------------------------------------------
     if config["tokenizer"].get("colour") == "whiten":  # measured here, stored in the tokenizer's config
         config["tokenizer"]["colour"] = colour_statistics(train_set)
-    tokenizer = vqstack.Tokenizer.from_config(config["tokenizer"])
-    weights = LossWeights(**config["loss"])
-    use_gan = weights.adversarial > 0
-    discriminator = vqstack.build("discriminator", config["discriminator"]["name"],
-                                  **config["discriminator"].get("kwargs", {})) if use_gan else None
-    perceptual = vqstack.build("perceptual", config["perceptual"]["name"],
-                               **config["perceptual"].get("kwargs", {})) if weights.perceptual > 0 else None
+    with usage_errors():  # misspelt component names, arguments a component does not take
+        tokenizer = vqstack.Tokenizer.from_config(config["tokenizer"])
+        weights = LossWeights(**config["loss"])
+        use_gan = weights.adversarial > 0
+        discriminator = vqstack.build("discriminator", config["discriminator"]["name"],
+                                      **config["discriminator"].get("kwargs", {})) if use_gan else None
+        perceptual = vqstack.build("perceptual", config["perceptual"]["name"],
+                                   **config["perceptual"].get("kwargs", {})) if weights.perceptual > 0 else None
     if perceptual is not None:
         perceptual.to(accelerator.device)
     betas = (0.5, 0.9)  # taming's GAN-friendly Adam betas
@@ -334,4 +336,4 @@ def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(main)

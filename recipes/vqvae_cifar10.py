@@ -11,8 +11,10 @@ recipe's; only the defaults differ, so every option of recipes/vqgan_anime.py wo
 """
 from vqgan_anime import build_parser, main
 
+from vqstack.training.runtime import run_recipe
+
 if __name__ == "__main__":
     parser = build_parser(__doc__)
     parser.set_defaults(data="uoft-cs/cifar10", preset="cifar", output_dir="runs/vqvae-cifar10", disc_weight=0.0,
                         perceptual_weight=0.0)
-    main(parser=parser)
+    run_recipe(lambda: main(parser=parser))

@@ -134,3 +134,20 @@ def test_plain_vqvae_never_builds_a_discriminator_or_perceptual_net(images, tmp_
 def test_flagship_command_on_real_anime_faces(tmp_path):
     result = run("--data", SHARED_DATA / "anime-faces", "--max-steps", 2, "--output-dir", tmp_path)
     assert result["state"].step == 2 and (tmp_path / "tokenizer" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"tokenizer": {"quantiser": {"name": "vq"}}}, "unknown key 'tokenizer.quantiser'. Did you mean 'quantizer'?"),
+    ({"los": {"disc_start": 3}}, "unknown key 'los'. Did you mean 'loss'?"),
+    ({"loss": {"disc_begin": 3}}, "unknown key 'loss.disc_begin'"),
+    ({"discriminator": {"name": "patchgan", "args": {}}}, r"component spec \{name, kwargs\}; unknown keys \['args'\]"),
+    ({"tokenizer": {"quantizer": {"name": "vqq", "kwargs": {}}}}, "Unknown quantizer 'vqq'.*Did you mean 'vq'"),
+])
+def test_config_mistakes_are_named_before_training(images, tmp_path, config, message):
+    from vqstack.training.runtime import UsageError
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    with pytest.raises(UsageError, match=message):
+        run("--data", images, "--max-steps", 1, "--config", path, "--output-dir", tmp_path / "run")
+    assert not list((tmp_path / "run").glob("checkpoint-*")), "nothing trained"

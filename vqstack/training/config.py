@@ -125,11 +125,54 @@ def with_quantizer(config: dict, name: str, file_config: dict) -> dict:
     return config
 
 
+COMPONENTS = ("encoder", "quantizer", "decoder", "discriminator", "perceptual")  # {"name", "kwargs"} specs
+
+
+def config_schema() -> dict:
+    """The keys a config may hold, as nested dicts (None: any value). A component's kwargs are left to its
+    constructor, which names what it does not take."""
+    from .objectives import LossWeights  # late: objectives imports the losses (and torch)
+
+    schema: dict = {}
+    for preset in PRESETS.values():
+        for key, value in preset.items():
+            schema[key] = {} if isinstance(value, dict) else None
+    schema["tokenizer"] = {"encoder": {}, "quantizer": {}, "decoder": {}, "colour": None}
+    schema["loss"] = {field: None for field in LossWeights.__dataclass_fields__}
+    return schema
+
+
+def check_keys(config: dict, schema: dict | None = None, where: str = "") -> None:
+    """Refuse a key no preset knows (a typo would otherwise be silently ignored), naming the valid ones."""
+    import difflib
+
+    schema = config_schema() if schema is None else schema
+    if not isinstance(config, dict):
+        raise ValueError(f"--config: {where or 'the file'} must be a mapping, got {type(config).__name__}.")
+    for key, value in config.items():
+        name = key.rsplit(".", 1)[-1] if where else key
+        if name in COMPONENTS:
+            allowed = {"name", "kwargs"}
+            unknown = sorted(set(value) - allowed) if isinstance(value, dict) else []
+            if not isinstance(value, dict) or unknown:
+                raise ValueError(f"--config: {where}{key} must be a component spec {{name, kwargs}}"
+                                 + (f"; unknown keys {unknown}" if unknown else "") + ".")
+            continue
+        if key not in schema:
+            close = difflib.get_close_matches(key, schema, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"--config: unknown key '{where}{key}'.{hint} Valid keys here: "
+                             f"{', '.join(sorted(schema))}.")
+        if schema[key] and value is not None:
+            check_keys(value, schema[key], f"{where}{key}.")
+
+
 def resolve_config(preset: str, config_file=None, overrides: dict | None = None, quantizer: str | None = None):
     """The run's config: ``preset``, then the config file, then command-line ``overrides`` (None = unset)."""
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
     file_config = read_config_file(config_file) if config_file else {}
+    check_keys(file_config)
     config = deep_merge(PRESETS[preset], file_config)
     for key, value in (overrides or {}).items():
         if value is None:
