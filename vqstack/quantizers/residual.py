@@ -70,7 +70,7 @@ class ResidualVQ(Quantizer):
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self.check_input(z)
-        residual, quantized = z, torch.zeros_like(z)
+        residual, quantized, zf = z, torch.zeros_like(z), z.float()
         indices, loss, per_level = [], z.new_zeros((), dtype=torch.float32), []
         for i, level in enumerate(self.levels):
             out = level(residual)
@@ -84,7 +84,7 @@ class ResidualVQ(Quantizer):
             loss = loss + out.loss
             beta = getattr(level, "commitment_weight", 0.0)
             if i > 0 and beta > 0:  # level 0's own commitment is already z against its code
-                loss = loss + beta * F.mse_loss(z.float(), quantized.detach().float())
+                loss = loss + beta * F.mse_loss(zf, quantized.detach().float())
             per_level.append(out.metrics)
         metrics = {}
         for key in per_level[0]:

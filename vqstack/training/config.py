@@ -125,45 +125,40 @@ def with_quantizer(config: dict, name: str, file_config: dict) -> dict:
     return config
 
 
-COMPONENTS = ("encoder", "quantizer", "decoder", "discriminator", "perceptual")  # {"name", "kwargs"} specs
+COMPONENT = "component"  # a {"name", "kwargs"} spec; its kwargs are left to the constructor, which names what it refuses
 
 
 def config_schema() -> dict:
-    """The keys a config may hold, as nested dicts (None: any value). A component's kwargs are left to its
-    constructor, which names what it does not take."""
+    """The keys a config may hold, as nested dicts; a leaf is None (any value) or COMPONENT."""
     from .objectives import LossWeights  # late: objectives imports the losses (and torch)
 
-    schema: dict = {}
-    for preset in PRESETS.values():
-        for key, value in preset.items():
-            schema[key] = {} if isinstance(value, dict) else None
-    schema["tokenizer"] = {"encoder": {}, "quantizer": {}, "decoder": {}, "colour": None}
-    schema["loss"] = {field: None for field in LossWeights.__dataclass_fields__}
+    schema: dict = {key: None for preset in PRESETS.values() for key in preset}
+    schema.update(discriminator=COMPONENT, perceptual=COMPONENT,
+                  tokenizer={"encoder": COMPONENT, "quantizer": COMPONENT, "decoder": COMPONENT, "colour": None},
+                  loss={field: None for field in LossWeights.__dataclass_fields__})
     return schema
 
 
-def check_keys(config: dict, schema: dict | None = None, where: str = "") -> None:
+def check_keys(config, schema: dict | None = None, where: str = "") -> None:
     """Refuse a key no preset knows (a typo would otherwise be silently ignored), naming the valid ones."""
     import difflib
 
     schema = config_schema() if schema is None else schema
     if not isinstance(config, dict):
-        raise ValueError(f"--config: {where or 'the file'} must be a mapping, got {type(config).__name__}.")
+        raise ValueError(f"--config: {where.rstrip('.') or 'the file'} must be a mapping, got "
+                         f"{type(config).__name__}.")
     for key, value in config.items():
-        name = key.rsplit(".", 1)[-1] if where else key
-        if name in COMPONENTS:
-            allowed = {"name", "kwargs"}
-            unknown = sorted(set(value) - allowed) if isinstance(value, dict) else []
-            if not isinstance(value, dict) or unknown:
-                raise ValueError(f"--config: {where}{key} must be a component spec {{name, kwargs}}"
-                                 + (f"; unknown keys {unknown}" if unknown else "") + ".")
-            continue
         if key not in schema:
             close = difflib.get_close_matches(key, schema, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"--config: unknown key '{where}{key}'.{hint} Valid keys here: "
                              f"{', '.join(sorted(schema))}.")
-        if schema[key] and value is not None:
+        if schema[key] == COMPONENT:
+            unknown = sorted(set(value) - {"name", "kwargs"}) if isinstance(value, dict) else []
+            if not isinstance(value, dict) or unknown:
+                raise ValueError(f"--config: {where}{key} must be a component spec {{name, kwargs}}"
+                                 + (f"; unknown keys {unknown}" if unknown else "") + ".")
+        elif isinstance(schema[key], dict) and value is not None:
             check_keys(value, schema[key], f"{where}{key}.")
 
 
