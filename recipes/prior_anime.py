@@ -47,6 +47,7 @@ from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
+from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
 from vqstack.training.reporting import MetricsLog
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
 
@@ -90,6 +91,8 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: %(default)s)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
     p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off")
+    p.add_argument("--max-bad-steps", type=int, default=10,
+                   help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
     p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept")
@@ -278,8 +281,11 @@ def train(args) -> dict:
         raise UsageError(f"{len(train_rows)} training sequences cannot fill one batch of {batch_size} per process "
                          f"({accelerator.num_processes} processes): lower --batch-size or add images.")
     dataset = torch.utils.data.TensorDataset(sequences[train_rows], train_rows)
+    # its own generator, so making an iterator (one more in a resumed run) leaves the global RNG, which draws the
+    # condition dropout, where the run it continues had it
     dataloader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
-                                             num_workers=args.num_workers)
+                                             num_workers=args.num_workers,
+                                             generator=torch.Generator().manual_seed(args.seed))
     val_sequences, val_conditions = sequences[val_rows], [conditions[i] for i in val_rows.tolist()]
 
     # --- the prior ----------------------------------------------------------------------------------------------
@@ -338,51 +344,69 @@ def train(args) -> dict:
     interval_start, interval_steps = time.perf_counter(), 0
     sequences_per_step = batch_size * accelerator.num_processes * args.grad_accum
     loss = torch.zeros(())
-    while state.step < args.max_steps:
-        dataloader.set_epoch(state.epoch)
-        for batch_tokens, rows in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
-            state.batches_in_epoch += 1
-            labels = [conditions[i] for i in rows.tolist()] if label_columns else None
-            with accelerator.accumulate(prior):
-                loss = prior(batch_tokens, labels=labels).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(prior.parameters(), args.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()  # once per optimizer step, whatever the number of processes
-            state.step += 1
-            state.images_seen += sequences_per_step
-            interval_steps += 1
-            progress.update(1)
-            if hook().vqstack_on_step_end.get_hookimpls():
-                hook().vqstack_on_step_end(step=state.step, logs={"loss": loss.item()})
-            last = state.step == args.max_steps
-            if state.step % args.log_every == 0 or last:
-                mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
-                elapsed = time.perf_counter() - interval_start
-                metrics_log.write({"step": state.step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                                   "sequences_per_sec": interval_steps * sequences_per_step / max(elapsed, 1e-9)})
-                progress.set_postfix(loss=f"{mean_loss:.4f}")
-                interval_start, interval_steps = time.perf_counter(), 0
-            if state.step % args.eval_every == 0 or last:
-                validate(state.step)
-            if state.step % args.checkpoint_every == 0 or last:
-                path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
-                if accelerator.is_main_process:
-                    export_prior(raw_prior, info, output_dir)
-                hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
-            if state.step % args.sample_every == 0 or last:
-                sample_grid(state.step)
-            if last:
-                break
-        else:
-            state.epoch += 1
-            state.batches_in_epoch = 0
-    progress.close()
-    return {"accelerator": accelerator, "prior": raw_prior, "state": state, "loss": loss.detach().item(), "info": info}
+    stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
+    guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
+    try:
+        while state.step < args.max_steps and not stop.stopped:
+            dataloader.set_epoch(state.epoch)
+            for batch_tokens, rows in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
+                state.batches_in_epoch += 1
+                labels = [conditions[i] for i in rows.tolist()] if label_columns else None
+                with accelerator.accumulate(prior):
+                    loss = prior(batch_tokens, labels=labels).loss
+                    accelerator.backward(loss)
+                    ok = True
+                    if accelerator.sync_gradients:
+                        norm = gradient_norm(prior.parameters(), args.max_grad_norm, accelerator)
+                        ok = guard.allows(norm, state.step, "prior")
+                    if ok or accelerator.scaler is not None:  # fp16's scaler must see the step to lower its scale
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if not accelerator.sync_gradients:
+                    continue
+                guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint
+                if not ok:
+                    continue
+                scheduler.step()  # once per optimizer step, whatever the number of processes
+                state.step += 1
+                state.images_seen += sequences_per_step
+                interval_steps += 1
+                progress.update(1)
+                if hook().vqstack_on_step_end.get_hookimpls():
+                    hook().vqstack_on_step_end(step=state.step, logs={"loss": loss.item()})
+                last = state.step == args.max_steps
+                if state.step % args.log_every == 0 or last:
+                    mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
+                    elapsed = time.perf_counter() - interval_start
+                    metrics_log.write({"step": state.step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
+                                       "skipped_steps": guard.skipped,
+                                       "sequences_per_sec": interval_steps * sequences_per_step / max(elapsed, 1e-9)})
+                    progress.set_postfix(loss=f"{mean_loss:.4f}")
+                    interval_start, interval_steps = time.perf_counter(), 0
+                stopping = not last and stop.requested(state.step)
+                if state.step % args.eval_every == 0 or last:
+                    validate(state.step)
+                if state.step % args.checkpoint_every == 0 or last or stopping:
+                    path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
+                    if accelerator.is_main_process:
+                        export_prior(raw_prior, info, output_dir)
+                    hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
+                if stopping:
+                    accelerator.print(f"{stop.signal_name}: stopped after step {state.step}, saved {path.name}; "
+                                      f"continue with --resume latest")
+                    break
+                if state.step % args.sample_every == 0 or last:
+                    sample_grid(state.step)
+                if last:
+                    break
+            else:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    finally:
+        stop.close()
+        progress.close()
+    return {"accelerator": accelerator, "prior": raw_prior, "state": state, "loss": loss.detach().item(), "info": info,
+            "stopped_by": stop.signal_name}
 
 
 def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:

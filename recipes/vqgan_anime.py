@@ -44,6 +44,7 @@ from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
 from vqstack.training.ema import weight_ema
+from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
 from vqstack.training.objectives import LossWeights, VQGANObjective
 from vqstack.training.runtime import cpu_processes, run_recipe, usage_errors
 from vqstack.training.reporting import MetricsLog, save_comparison_grid, to_float_dict
@@ -73,6 +74,8 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--perceptual-weight", type=float, default=None, help="0 = no perceptual loss (default: the preset's)")
     p.add_argument("--perceptual-weights", default=None,
                    help="local backbone weights for the 'lpips' perceptual loss (no download offline)")
+    p.add_argument("--max-bad-steps", type=int, default=10,
+                   help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
     p.add_argument("--ema-decay", type=float, default=0.0, help="EMA of the tokenizer weights, 0 = off (default: 0)")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept (default: %(default)s)")
@@ -167,8 +170,11 @@ def train(args) -> dict:
     eval_set = ImageDataset(images.select(range(len(images) - eval_size, len(images))), config["resolution"],
                             random_flip=False)
     eval_images = torch.stack([eval_set[i]["pixel_values"] for i in range(len(eval_set))]).to(accelerator.device)
+    # its own generator: making an iterator draws a worker seed, which must not move the global RNG (a resumed run
+    # makes one more iterator than the run it continues, and would then draw other restarts and dropouts)
     dataloader = torch.utils.data.DataLoader(train_set, batch_size=config["batch_size"], shuffle=True,
-                                             drop_last=True, num_workers=args.num_workers)
+                                             drop_last=True, num_workers=args.num_workers,
+                                             generator=torch.Generator().manual_seed(args.seed))
 
     # --- models, losses, optimizers ------------------------------------------------------------------------------
     if config["tokenizer"].get("colour") == "whiten":  # measured here, stored in the tokenizer's config
@@ -213,6 +219,8 @@ def train(args) -> dict:
         ema = weight_ema(raw_tokenizer, args.ema_decay)
         accelerator.register_for_checkpointing(ema)
 
+    # built before the resume: building draws random weights, and the RNG state loaded next must be the last word
+    suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
@@ -221,7 +229,6 @@ def train(args) -> dict:
         accelerator.init_trackers("vqgan", config={"preset": args.preset, "data": args.data, "lr": config["lr"]})
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
                              resumed_at=state.step if resume_from is not None else None)
-    suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
     hook().vqstack_on_train_start(config=config, accelerator=accelerator)
     observers = hook().vqstack_on_step_end.get_hookimpls()  # skip float conversions when nobody listens
 
@@ -232,6 +239,17 @@ def train(args) -> dict:
             staging = staging_dir(output_dir / "tokenizer")
             (ema.module if ema is not None else raw_tokenizer).save_pretrained(staging)
             publish_dir(staging, output_dir / "tokenizer")
+
+    def take_step(optimizer, model, max_norm: float, what: str) -> bool:
+        """Clip and step ``optimizer`` at the end of an accumulation cycle, unless the gradients are NaN or
+        infinite (the guard skips those; fp16's scaler still sees the step, to lower its scale)."""
+        ok = True
+        if accelerator.sync_gradients:
+            ok = guard.allows(gradient_norm(model.parameters(), max_norm, accelerator), state.step, what)
+        if ok or accelerator.scaler is not None:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return ok
 
     def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
         model = ema.module if ema is not None else raw_tokenizer
@@ -253,79 +271,89 @@ def train(args) -> dict:
     images_per_step = config["batch_size"] * accelerator.num_processes * args.grad_accum
     interval_start, interval_steps, skipped = time.perf_counter(), 0, 0
     logs = {}
-    while state.step < args.max_steps:
-        dataloader.set_epoch(state.epoch)
-        train_set.set_epoch(state.epoch)
-        batches = accelerator.skip_first_batches(dataloader, state.batches_in_epoch)
-        for batch in batches:
-            images = batch["pixel_values"]
-            skipped += int(batch["skipped"].sum())
-            state.batches_in_epoch += 1
-            with accelerator.accumulate(*models):
-                # generator: one encoder/decoder forward, then its backward and step, before the discriminator's
-                out = tokenizer(images)
-                with accelerator.autocast():
-                    loss, logs = objective.generator_loss(images, out, state.step, raw_tokenizer.decoder.last_layer)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(tokenizer.parameters(), args.max_grad_norm)
-                opt_g.step()
-                opt_g.zero_grad(set_to_none=True)
-                if objective.gan_active(state.step):
+    stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
+    guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
+    try:
+        while state.step < args.max_steps and not stop.stopped:
+            dataloader.set_epoch(state.epoch)
+            train_set.set_epoch(state.epoch)
+            for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
+                images = batch["pixel_values"]
+                skipped += int(batch["skipped"].sum())
+                state.batches_in_epoch += 1
+                with accelerator.accumulate(*models):
+                    # generator: one encoder/decoder forward, then its backward and step, before the discriminator's
+                    out = tokenizer(images)
                     with accelerator.autocast():
-                        d_loss, d_logs = objective.discriminator_loss(images, out.recon, state.step)
-                    accelerator.backward(d_loss)
-                    opt_d.step()
-                    opt_d.zero_grad(set_to_none=True)
-                    logs.update(d_logs)
-            if not accelerator.sync_gradients:
-                continue
+                        loss, logs = objective.generator_loss(images, out, state.step,
+                                                              raw_tokenizer.decoder.last_layer)
+                    accelerator.backward(loss)
+                    g_ok = take_step(opt_g, tokenizer, args.max_grad_norm, "generator")
+                    if objective.gan_active(state.step):
+                        with accelerator.autocast():
+                            d_loss, d_logs = objective.discriminator_loss(images, out.recon, state.step)
+                        accelerator.backward(d_loss)
+                        take_step(opt_d, discriminator, 0.0, "discriminator")
+                        logs.update(d_logs)
+                if not accelerator.sync_gradients:
+                    continue
+                guard.step_done(g_ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint
+                if not g_ok:
+                    continue
 
-            # --- one optimizer step done ---
-            sched_g.step()
-            if objective.gan_active(state.step):
-                sched_d.step()
-            if ema is not None:
-                ema.update_parameters(raw_tokenizer)
-            state.step += 1
-            state.images_seen += images_per_step
-            interval_steps += 1
-            logs.update(usage=out.metrics["usage"], perplexity=out.metrics["perplexity"])
-            if observers:
-                hook().vqstack_on_step_end(step=state.step, logs=to_float_dict(logs))
-            progress.update(1)
+                # --- one optimizer step done ---
+                sched_g.step()
+                if objective.gan_active(state.step):
+                    sched_d.step()
+                if ema is not None:
+                    ema.update_parameters(raw_tokenizer)
+                state.step += 1
+                state.images_seen += images_per_step
+                interval_steps += 1
+                logs.update(usage=out.metrics["usage"], perplexity=out.metrics["perplexity"])
+                if observers:
+                    hook().vqstack_on_step_end(step=state.step, logs=to_float_dict(logs))
+                progress.update(1)
 
-            if state.step % args.log_every == 0 or state.step == args.max_steps:
-                names = sorted(logs)
-                values = accelerator.reduce(torch.stack([torch.as_tensor(logs[k], dtype=torch.float32,
-                                                                         device=accelerator.device)
-                                                         for k in names]), "mean")
-                record = dict(zip(names, values.tolist()))
-                elapsed = time.perf_counter() - interval_start
-                record.update(step=state.step, lr=sched_g.get_last_lr()[0], skipped_images=skipped,
-                              images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
-                if use_gan:
-                    record["d_lr"] = sched_d.get_last_lr()[0]
-                metrics_log.write(record)
-                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
-                progress.set_postfix(loss=f"{record['loss']:.4f}", usage=f"{record['usage']:.2f}")
-                interval_start, interval_steps = time.perf_counter(), 0
+                if state.step % args.log_every == 0 or state.step == args.max_steps:
+                    names = sorted(logs)
+                    values = accelerator.reduce(torch.stack([torch.as_tensor(logs[k], dtype=torch.float32,
+                                                                             device=accelerator.device)
+                                                             for k in names]), "mean")
+                    record = dict(zip(names, values.tolist()))
+                    elapsed = time.perf_counter() - interval_start
+                    record.update(step=state.step, lr=sched_g.get_last_lr()[0], skipped_images=skipped,
+                                  skipped_steps=guard.skipped,
+                                  images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
+                    if use_gan:
+                        record["d_lr"] = sched_d.get_last_lr()[0]
+                    metrics_log.write(record)
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
+                    progress.set_postfix(loss=f"{record['loss']:.4f}", usage=f"{record['usage']:.2f}")
+                    interval_start, interval_steps = time.perf_counter(), 0
 
-            last = state.step == args.max_steps
-            if state.step % args.checkpoint_every == 0 or last:
-                path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
-                export()
-                hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
-            evaluate_and_sample(state.step, do_eval=state.step % args.eval_every == 0 or last,
-                                do_sample=state.step % args.sample_every == 0 or last)
-            if last:
-                break
-        else:  # the epoch ran out
-            state.epoch += 1
-            state.batches_in_epoch = 0
-    progress.close()
+                last = state.step == args.max_steps
+                stopping = not last and stop.requested(state.step)
+                if state.step % args.checkpoint_every == 0 or last or stopping:
+                    path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
+                    export()
+                    hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
+                if stopping:
+                    accelerator.print(f"{stop.signal_name}: stopped after step {state.step}, saved {path.name}; "
+                                      f"continue with --resume latest")
+                    break
+                evaluate_and_sample(state.step, do_eval=state.step % args.eval_every == 0 or last,
+                                    do_sample=state.step % args.sample_every == 0 or last)
+                if last:
+                    break
+            else:  # the epoch ran out
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    finally:
+        stop.close()
+        progress.close()
     return {"accelerator": accelerator, "tokenizer": raw_tokenizer, "discriminator": objective.raw_discriminator,
-            "state": state, "logs": to_float_dict(logs), "config": config}
+            "state": state, "logs": to_float_dict(logs), "config": config, "stopped_by": stop.signal_name}
 
 
 def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:

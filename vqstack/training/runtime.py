@@ -41,9 +41,15 @@ def usage_errors():
 
 
 def run_recipe(main) -> None:
-    """A recipe's ``__main__``: ``main()``, with a :class:`UsageError` shown as ``<recipe>: error: ...``, exit 2."""
+    """A recipe's ``__main__``: ``main()``, with a :class:`UsageError` shown as ``<recipe>: error: ...`` (exit 2)
+    and a run that diverged (:class:`~vqstack.training.faults.TrainingDiverged`) as one line too (exit 1)."""
+    from .faults import TrainingDiverged
+
     try:
         main()
     except UsageError as err:
         print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except TrainingDiverged as err:
+        print(f"{Path(sys.argv[0]).name}: stopped: {err}", file=sys.stderr)
+        sys.exit(1)
