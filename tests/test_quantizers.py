@@ -415,3 +415,90 @@ def test_out_of_range_indices_are_a_clear_error():
         q.indices_to_codes(torch.full((1, 2, 2), 16))
     with pytest.raises(ValueError, match=r"long indices of shape \(B, H, W\)"):
         q.indices_to_codes(torch.zeros(1, 2, 2, 3, dtype=torch.long))
+
+
+# --- metrics stay on the device; k-means runs once without reading the flag back ------------------------------
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_metrics_are_detached_scalar_tensors_that_float_reads(name):
+    from vqstack.quantizers.base import is_metric_value
+
+    q = vqstack.build("quantizer", name, dim=8, **({"dead_code_threshold": 1.0} if name in ("vq", "ema") else {}))
+    z = torch.randn(2, 8, 4, 4, requires_grad=True)
+    for mode in (q.train(), q.eval()):
+        metrics = mode(z).metrics
+        assert {"perplexity", "usage"} <= set(metrics)
+        for key, value in metrics.items():
+            assert isinstance(value, torch.Tensor) and value.dim() == 0 and not value.requires_grad, key
+            assert is_metric_value(value) and isinstance(float(value), float), key
+    assert 0 < float(q(z).metrics["usage"]) <= 1
+    assert not is_metric_value(torch.ones(2)) and not is_metric_value(True) and is_metric_value(0.5)
+
+
+def test_kmeans_runs_exactly_once_also_after_loading_a_state(monkeypatch):
+    import vqstack.quantizers.codebook as codebook
+
+    calls = []
+    kmeans = codebook.kmeans
+    monkeypatch.setattr(codebook, "kmeans", lambda *a, **k: calls.append(1) or kmeans(*a, **k))
+    q = VectorQuantizer(dim=8, codebook_size=16, kmeans_init=True)
+    fresh_state = {k: v.clone() for k, v in q.state_dict().items()}
+    for _ in range(3):
+        q(clustered())
+    assert len(calls) == 1 and bool(q.initted) and q._initted is True
+    twin = VectorQuantizer(dim=8, codebook_size=16, kmeans_init=True)
+    twin.load_state_dict(q.state_dict())  # a resumed run: initialised by its checkpoint
+    twin(clustered())
+    assert len(calls) == 1
+    q.load_state_dict(fresh_state)  # back to a checkpoint taken before k-means: it runs again, once
+    q(clustered())
+    q(clustered())
+    assert len(calls) == 2
+
+
+# --- gradient accumulation: the codebook updates count training forwards (micro-batches) -------------------------
+
+
+def test_k_forwards_at_decay_to_the_1_over_k_equal_one_forward_at_decay():
+    """The documented --grad-accum rule: the EMA codebook sees k forwards per optimizer step, and k updates at
+    decay ** (1 / k) are one update at decay when the input stays the same."""
+    k, decay = 4, 0.9
+    centers = 3 * torch.randn(8, 4)
+    x = centers.repeat_interleave(32, 0) + 0.05 * torch.randn(256, 4)
+    z = to_maps(x, (16, 4, 4, 4))
+    one = EMAVectorQuantizer(dim=4, codebook_size=8, decay=decay)
+    one.codebook.copy_(centers + 0.1 * torch.randn(8, 4))  # each code nearest its own cluster, before and after
+    one.embed_sum.copy_(one.codebook)
+    start = {key: value.clone() for key, value in one.state_dict().items()}
+    accumulating = EMAVectorQuantizer(dim=4, codebook_size=8, decay=decay ** (1 / k))
+    unscaled = EMAVectorQuantizer(dim=4, codebook_size=8, decay=decay)  # k updates at decay forget more
+    accumulating.load_state_dict(start)
+    unscaled.load_state_dict(start)
+    indices = one(z).indices
+    for _ in range(k):
+        assert torch.equal(accumulating(z).indices, indices), "the input must stay constant for the rule to be exact"
+        unscaled(z)
+    for name in ("cluster_size", "embed_sum", "codebook"):
+        torch.testing.assert_close(getattr(accumulating, name), getattr(one, name), msg=name)
+    assert not torch.allclose(unscaled.cluster_size, one.cluster_size)
+
+
+def test_usage_ema_and_dead_code_threshold_scale_with_the_micro_batch():
+    """Splitting a batch into k micro-batches divides the per-forward counts by k: with usage_decay ** (1 / k) the
+    usage EMA is the whole batch's divided by k, so dead_code_threshold / k declares the same codes dead."""
+    k, decay, threshold = 4, 0.8, 2.0
+    micro = torch.randn(2, 8, 4, 4)
+    whole = micro.repeat(k, 1, 1, 1)  # a batch of k equal micro-batches
+    one = VectorQuantizer(dim=8, codebook_size=16, usage_decay=decay)
+    accumulating = VectorQuantizer(dim=8, codebook_size=16, usage_decay=decay ** (1 / k))
+    accumulating.load_state_dict(one.state_dict())
+    accumulating.cluster_size.div_(k)  # the same usage, counted per micro-batch
+    for _ in range(3):  # three optimizer steps
+        one(whole)
+        for _ in range(k):
+            accumulating(micro)
+    torch.testing.assert_close(accumulating.cluster_size * k, one.cluster_size)
+    dead = one.cluster_size < threshold
+    assert dead.any() and not dead.all(), "the check needs live and dead codes"
+    assert torch.equal(accumulating.cluster_size < threshold / k, dead)

@@ -130,3 +130,29 @@ def test_a_whitened_tokenizer_saves_its_colours_and_decodes_to_rgb(tmp_path, ima
 def test_whiten_must_be_measured_before_building():
     with pytest.raises(ValueError, match="'whiten'.*colour statistics"):
         vqstack.Tokenizer.from_config({**tiny_config(), "colour": "whiten"})
+
+
+# --- decode refuses tokens it cannot decode ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("quantizer,shape", [("vq", r"\(B, h, w\)"), ("residual", r"\(B, h, w, 3\)")])
+def test_decode_names_the_valid_tokens_when_given_others(quantizer, shape, images):
+    tok = vqstack.Tokenizer.from_config(tiny_config(quantizer))
+    tokens = tok.encode(images)
+    size = tok.quantizer.codebook_size
+    expected = (rf"Tokenizer.decode expects long \(torch.int64\) tokens of shape {shape} with values in "
+                rf"0..{size - 1} \(codebook_size {size}\); got ")
+    negative, too_large = tokens.clone(), tokens.clone()
+    negative.view(-1)[0], too_large.view(-1)[-1] = -3, size
+    cases = [
+        (negative, r"torch.int64 tokens .* with min -3 and max \d+\.$"),
+        (too_large, rf"torch.int64 tokens .* with min \d+ and max {size}\.$"),
+        (tokens.float(), r"torch.float32 tokens of shape"),
+        (tokens[0], r"torch.int64 tokens of shape \(8, 8(, 3)?\)"),
+        (tokens.unsqueeze(-1), r"torch.int64 tokens of shape"),
+        (tokens.tolist(), r"a list\.$"),
+    ]
+    for bad, got in cases:
+        with pytest.raises(ValueError, match=expected + got):
+            tok.decode(bad)
+    assert tok.decode(tokens).shape == images.shape  # the valid ones still decode

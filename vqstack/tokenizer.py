@@ -19,7 +19,15 @@ class TokenizerOutput:
     recon: torch.Tensor  # (B, 3, H, W), not clamped, for the losses
     indices: torch.Tensor  # long token grid (B, h, w) [or (B, h, w, Q) for multi-codebook quantizers]
     loss: torch.Tensor  # the quantizer's own loss (commitment / codebook / entropy)
-    metrics: dict[str, float] = field(default_factory=dict)  # quantizer metrics: perplexity, usage, ...
+    # the quantizer's metrics (perplexity, usage, ...): values float(v) reads, detached 0-dim tensors for the
+    # built-ins, so the forward never waits on the device; convert at log time
+    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)
+
+
+def _single_codebook(quantizer: nn.Module) -> bool:
+    """Whether ``quantizer`` is known to take (B, h, w) indices: vqstack's own quantizers without
+    ``num_quantizers``. A plugin's may be multi-codebook without saying so."""
+    return type(quantizer).__module__.startswith("vqstack.")
 
 
 @contextlib.contextmanager
@@ -86,9 +94,44 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """long tokens from :meth:`encode` -> images (B, 3, H, W) in [-1, 1]."""
+        """long tokens from :meth:`encode` -> images (B, 3, H, W) in [-1, 1].
+
+        Tokens are (B, h, w), or (B, h, w, Q) for a quantizer with ``num_quantizers`` codebooks (ResidualVQ),
+        each in 0..codebook_size-1; anything else is a ValueError that says what was expected."""
+        self.check_tokens(tokens)
         with _eval_mode(self):
             return self.decode_codes(self.quantizer.indices_to_codes(tokens)).clamp(-1, 1)
+
+    def token_shape(self) -> str:
+        """The token layout :meth:`decode` takes: "(B, h, w)", "(B, h, w, Q)" with the quantizer's
+        ``num_quantizers`` as Q, or both for a plugin quantizer that declares neither (it may be multi-codebook)."""
+        levels = getattr(self.quantizer, "num_quantizers", None)
+        if levels is not None:
+            return f"(B, h, w, {levels})"
+        return "(B, h, w)" if _single_codebook(self.quantizer) else "(B, h, w) or (B, h, w, Q)"
+
+    def check_tokens(self, tokens) -> None:
+        """Raise one ValueError naming the expected dtype, shape and range unless ``tokens`` fits them. Reads the
+        tokens' min and max back to the host: for decoding, not for a training step."""
+        size = self.quantizer.codebook_size
+        expected = (f"Tokenizer.decode expects long (torch.int64) tokens of shape {self.token_shape()} with values "
+                    f"in 0..{size - 1} (codebook_size {size})")
+        if not isinstance(tokens, torch.Tensor):
+            raise ValueError(f"{expected}; got a {type(tokens).__name__}.")
+        low = high = None
+        got = f"got {tokens.dtype} tokens of shape {tuple(tokens.shape)}"
+        if tokens.numel() and not tokens.is_complex():
+            low, high = torch.stack([tokens.min(), tokens.max()]).tolist()  # one transfer
+            got += f" with min {low} and max {high}"
+        in_range = low is None or (low >= 0 and high < size)
+        if not (tokens.dtype == torch.long and self._token_dims_fit(tokens) and in_range):
+            raise ValueError(f"{expected}; {got}.")
+
+    def _token_dims_fit(self, tokens: torch.Tensor) -> bool:
+        levels = getattr(self.quantizer, "num_quantizers", None)
+        if levels is not None:
+            return tokens.dim() == 4 and tokens.shape[-1] == levels
+        return tokens.dim() == 3 or (tokens.dim() == 4 and not _single_codebook(self.quantizer))
 
     # --- configuration and weights -------------------------------------------------------------------------
 

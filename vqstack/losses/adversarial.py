@@ -112,7 +112,9 @@ class LeCAM(nn.Module):
     is initialized the batch means are averaged over processes first, so every rank holds the same state.
     """
 
-    def __init__(self, decay: float = 0.99):  # decay: EMA factor per update (the paper's 0.99)
+    # decay: EMA factor per update, i.e. per discriminator forward in training mode (the paper's 0.99); with
+    # gradient accumulation over k micro-batches that is k updates per optimizer step: use decay ** (1 / k)
+    def __init__(self, decay: float = 0.99):
         super().__init__()
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"LeCAM decay must be in [0, 1), got {decay}.")
@@ -127,13 +129,10 @@ class LeCAM(nn.Module):
         """Move the averages towards this batch's mean real and fake logits."""
         means = torch.stack([logits_real.detach().float().mean(), logits_fake.detach().float().mean()])
         means = _average_across_processes(means, group).to(self.ema_real.device)
-        if not bool(self.initialized):
-            self.ema_real.copy_(means[0])
-            self.ema_fake.copy_(means[1])
-            self.initialized.fill_(True)
-        else:
-            self.ema_real.lerp_(means[0], 1.0 - self.decay)
-            self.ema_fake.lerp_(means[1], 1.0 - self.decay)
+        # torch.where, not `if bool(self.initialized)`: no device->host read in the discriminator step
+        for ema, mean in ((self.ema_real, means[0]), (self.ema_fake, means[1])):
+            ema.copy_(torch.where(self.initialized, ema.lerp(mean, 1.0 - self.decay), mean))
+        self.initialized.fill_(True)
 
     def forward(self, logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
         """Update the averages (in training mode) and return the regularizer for this batch (a scalar)."""

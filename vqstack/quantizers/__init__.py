@@ -8,7 +8,7 @@
 """
 from vqstack.core.hookspecs import hookimpl
 
-from .base import Quantizer, QuantizerOutput, to_maps, to_vectors, usage_metrics
+from .base import Quantizer, QuantizerOutput, code_counts, is_metric_value, to_maps, to_vectors, usage_metrics
 from .codebook import CodebookQuantizer, kmeans, nearest_codes
 from .ema import EMAVectorQuantizer
 from .fsq import FSQ
@@ -27,6 +27,7 @@ BUILTIN_QUANTIZERS = {
 __all__ = [
     "Quantizer", "QuantizerOutput", "CodebookQuantizer", "VectorQuantizer", "EMAVectorQuantizer", "FSQ", "LFQ",
     "ResidualVQ", "BUILTIN_QUANTIZERS", "nearest_codes", "kmeans", "to_vectors", "to_maps", "usage_metrics",
+    "code_counts", "is_metric_value",
 ]
 
 

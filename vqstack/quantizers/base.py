@@ -14,7 +14,10 @@ class QuantizerOutput:
     quantized: torch.Tensor  # (B, D, H, W), straight-through gradient to the input
     indices: torch.Tensor  # long (B, H, W); multi-codebook quantizers add a last axis (B, H, W, Q)
     loss: torch.Tensor  # scalar: the quantizer's own training loss
-    metrics: dict[str, float] = field(default_factory=dict)  # at least "perplexity" and "usage"
+    # at least "perplexity" and "usage"; each value a real number that float(v) reads: a detached 0-dim tensor
+    # (the built-ins: no device->host sync in the forward) or a Python float. Convert at log time, e.g. with
+    # vqstack.training.reporting.to_float_dict.
+    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)
 
 
 class Quantizer(nn.Module):
@@ -49,10 +52,30 @@ def to_maps(vectors: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return vectors.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
 
+def is_metric_value(value) -> bool:
+    """Whether ``value`` meets the metrics contract: a real number ``float(value)`` reads without a graph, i.e. a
+    Python int or float, or a 0-dim real tensor that needs no gradient (on any device)."""
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and not value.is_complex() and value.dtype != torch.bool and not value.requires_grad
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @torch.no_grad()
-def usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, float]:
-    """Perplexity of the code histogram and the fraction of codes hit, from flat indices."""
-    counts = torch.bincount(indices.reshape(-1), minlength=codebook_size).float()
+def code_counts(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """How often each code occurs in ``indices`` (any shape), as fp32 (codebook_size,).
+
+    ``index_add_`` rather than ``bincount``: CUDA's bincount reads the indices' min and max back to the host
+    (two syncs per call) to size its output; counts of ones are exact either way (up to 2^24 per code)."""
+    flat = indices.reshape(-1)
+    ones = torch.ones(flat.shape[0], dtype=torch.float32, device=flat.device)
+    return torch.zeros(codebook_size, dtype=torch.float32, device=flat.device).index_add_(0, flat, ones)
+
+
+@torch.no_grad()
+def usage_metrics(indices: torch.Tensor, codebook_size: int) -> dict[str, torch.Tensor]:
+    """Perplexity of the code histogram and the fraction of codes hit, from indices, as detached 0-dim tensors
+    on the indices' device (reading them is the caller's choice: a host sync, best done at log time)."""
+    counts = code_counts(indices, codebook_size)
     probs = counts / counts.sum().clamp_min(1)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum()
-    return {"perplexity": float(entropy.exp()), "usage": float((counts > 0).float().mean())}
+    return {"perplexity": entropy.exp(), "usage": (counts > 0).float().mean()}

@@ -2,7 +2,11 @@
 
 Everything here runs in fp32 with autocast off: bf16 distances mis-assign close codes, and bf16 EMA sums drift.
 Nothing builds a tokens x codes table: the search walks the tokens in row chunks whose distance block fits
-``SEARCH_CHUNK_BYTES``, and counts / sums use ``bincount`` / ``index_add_`` (never a one-hot matmul).
+``SEARCH_CHUNK_BYTES``, and counts / sums use ``index_add_`` (never a one-hot matmul).
+
+A training forward never reads a device tensor back to the host (no ``.item()``, ``bool(t)``, ``nonzero``,
+``bincount``, boolean-mask indexing): on a GPU each such read stalls the pipeline. Dead-code restarts work on
+fixed-size tensors with ``torch.where``, and whether the codebook is initialised is mirrored in a Python flag.
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .base import Quantizer, QuantizerOutput, usage_metrics
+from .base import Quantizer, QuantizerOutput, code_counts, usage_metrics
 
 # Bytes of one chunk's (rows x codes) fp32 distance block. CPU: chosen with
 # `benchmarks/quantizer_speed.py --sweep-chunks` on a 2-core Sapphire Rapids (16k x 16k search, best of 6):
@@ -134,7 +138,7 @@ def nearest_codes(x: torch.Tensor, codes: torch.Tensor, cosine: bool = False,
 def code_stats(x: torch.Tensor, indices: torch.Tensor, num_codes: int, sums: bool = True):
     """Per-code counts (K,) and, if ``sums``, per-code vector sums (K, d), summed over processes, fp32."""
     with fp32(x.device):
-        counts = torch.bincount(indices, minlength=num_codes).float()
+        counts = code_counts(indices, num_codes)
         if not sums:
             return all_reduce_sum_(counts), None
         x = x.detach().float()
@@ -151,15 +155,16 @@ def code_stats(x: torch.Tensor, indices: torch.Tensor, num_codes: int, sums: boo
 
 @torch.no_grad()
 def sample_rows_synced(x: torch.Tensor, num: int) -> torch.Tensor:
-    """``num`` random rows of rank 0's ``x``, broadcast so every process gets the same rows (N < num: repeats)."""
+    """``num`` random rows of rank 0's ``x``, broadcast so every process gets the same rows.
+
+    The first min(N, num) rows are distinct (a random permutation); when N < num, random repeats fill the rest."""
     out = torch.empty(num, x.shape[1], dtype=torch.float32, device=x.device)
     if is_main_process():
         n = x.shape[0]
-        if n >= num:
-            pick = torch.randperm(n, device=x.device)[:num]
-        else:
-            pick = torch.randint(n, (num,), device=x.device)
-        out.copy_(x[pick])
+        pick = torch.randperm(n, device=x.device)[:num]
+        if n < num:
+            pick = torch.cat([pick, torch.randint(n, (num - n,), device=x.device)])
+        out.copy_(x.index_select(0, pick))
     return broadcast_(out)
 
 
@@ -194,21 +199,30 @@ class CodebookQuantizer(Quantizer):
     """Base of quantizers with an explicit (K, d) codebook: k-means init, dead-code restart, process sync.
 
     Subclasses call :meth:`init_codebook_state`, implement :meth:`codes` (the (K, d) codes as looked up) and
-    :meth:`write_codes` (overwrite rows of the stored codebook), and call :meth:`prepare_codebook` on the
+    :meth:`write_codes` (overwrite the codebook rows a mask selects), and call :meth:`prepare_codebook` on the
     fp32 search vectors before the search in training mode and :meth:`track_usage` after it.
 
-    ``cluster_size`` is the EMA of how many vectors (over all processes) each code received per step; it
-    starts at 1. A code whose ``cluster_size`` falls below ``dead_code_threshold`` is restarted on a random
+    ``cluster_size`` is the EMA of how many vectors (over all processes) each code received per training forward;
+    it starts at 1. A code whose ``cluster_size`` falls below ``dead_code_threshold`` is restarted on a random
     current-batch vector (rank 0's, broadcast) and its ``cluster_size`` reset to the batch's mean count per
     code (at least the threshold), a grace period before it can be declared dead again.
+
+    These updates count training forwards, i.e. micro-batches: with gradient accumulation over k micro-batches an
+    optimizer step makes k of them (the subclasses' ``decay`` / ``usage_decay`` and ``dead_code_threshold`` say
+    how to rescale).
+
+    ``initted`` (a buffer, so checkpoints carry it) says whether k-means has run. The forward reads its Python
+    mirror ``_initted`` instead, so that check costs no device->host transfer; the mirror is set at construction,
+    after k-means, by ``load_state_dict``, and once after the first cross-process sync (which may change the
+    buffer), so every rank agrees whether to run the k-means collective.
     """
 
-    def make_output(self, quantized: torch.Tensor, indices: torch.Tensor, loss: torch.Tensor, restarted: int,
-                    z: torch.Tensor) -> QuantizerOutput:
+    def make_output(self, quantized: torch.Tensor, indices: torch.Tensor, loss: torch.Tensor,
+                    restarted: torch.Tensor | int, z: torch.Tensor) -> QuantizerOutput:
         """The QuantizerOutput for input ``z``: indices reshaped to (B, H, W), usage metrics, restart count."""
         metrics = usage_metrics(indices, self.codebook_size)
         if self.training and self.dead_code_threshold > 0:
-            metrics["restarted_codes"] = float(restarted)
+            metrics["restarted_codes"] = restarted if isinstance(restarted, torch.Tensor) else float(restarted)
         return QuantizerOutput(quantized, indices.view(z.shape[0], *z.shape[2:]), loss, metrics)
 
     def init_codebook_state(self, codebook_size: int, kmeans_init: bool, kmeans_iters: int,
@@ -226,13 +240,25 @@ class CodebookQuantizer(Quantizer):
         self.cosine = cosine
         self.register_buffer("initted", torch.tensor(not kmeans_init))
         self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self._initted: bool | None = not kmeans_init  # host mirror of ``initted``; None: read the buffer once
         self._synced = False  # first training step in a process group broadcasts rank 0's codebook
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Load as usual, then point the host mirror of ``initted`` at the loaded value (a load-time read, never a
+        training-step one). A value that cannot be read here (e.g. on the meta device) is read at the next
+        training forward."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        loaded = state_dict.get(prefix + "initted")
+        if isinstance(loaded, torch.Tensor):
+            self._initted = None if loaded.is_meta else bool(loaded)
 
     def codes(self) -> torch.Tensor:
         raise NotImplementedError
 
-    def write_codes(self, rows: torch.Tensor, values: torch.Tensor, counts: torch.Tensor) -> None:
-        """Overwrite codebook rows ``rows`` (long) with ``values`` (fp32), whose usage is ``counts``."""
+    def write_codes(self, mask: torch.Tensor, values: torch.Tensor, counts: torch.Tensor) -> None:
+        """Overwrite the codebook rows where ``mask`` (bool (K,)) is True with the same rows of ``values`` (fp32
+        (K, d)), whose usage is ``counts`` (K,); other rows stay. Use ``torch.where``, not boolean indexing, which
+        reads the mask back to the host."""
         raise NotImplementedError
 
     def sync_state(self) -> None:
@@ -242,29 +268,44 @@ class CodebookQuantizer(Quantizer):
                 broadcast_(tensor.data)
 
     @torch.no_grad()
-    def prepare_codebook(self, x: torch.Tensor) -> int:
+    def prepare_codebook(self, x: torch.Tensor) -> torch.Tensor:
         """Before the search, in training: sync once, k-means init once, restart dead codes.
 
-        ``x`` are this process's fp32 search vectors (N, d). Returns the number of codes restarted."""
+        ``x`` are this process's fp32 search vectors (N, d). Returns the number of codes restarted, a 0-dim fp32
+        tensor (zero when restarts are off)."""
         if distributed() and not self._synced:
             self.sync_state()
+            self._initted = None  # the broadcast may have changed the buffer: read rank 0's flag below
         self._synced = True
-        if not bool(self.initted):
+        if self._initted is None:
+            self._initted = bool(self.initted)  # once after a sync or an unreadable load, never per step
+        if not self._initted:
             centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, cosine=self.cosine)
-            self.write_codes(torch.arange(self.codebook_size, device=x.device), centroids, counts.clamp_min(1))
+            every_row = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
+            self.write_codes(every_row, centroids, counts.clamp_min(1))
             self.initted.fill_(True)
+            self._initted = True
         if self.dead_code_threshold <= 0:
-            return 0
-        dead = (self.cluster_size < self.dead_code_threshold).nonzero().squeeze(1)
-        if dead.numel() == 0:
-            return 0
-        n = torch.tensor(float(x.shape[0]), device=x.device)
-        grace = max(self.dead_code_threshold, float(all_reduce_sum_(n)) / self.codebook_size)
-        values = sample_rows_synced(x, dead.numel())
-        self.write_codes(dead, values, torch.full((dead.numel(),), grace, device=x.device))
-        return dead.numel()
+            return torch.zeros((), dtype=torch.float32, device=x.device)
+        return self.restart_dead_codes(x)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """Move every code whose usage EMA is below ``dead_code_threshold`` onto a random row of rank 0's ``x``;
+        returns how many moved (0-dim fp32).
+
+        Fixed shapes throughout, so nothing is read back to the host: K candidate rows are drawn on every call,
+        the i-th dead code takes the i-th candidate (distinct rows while N allows), and ``torch.where`` writes
+        only the dead rows. Every rank holds the same ``cluster_size``, hence the same dead set."""
+        dead = self.cluster_size < self.dead_code_threshold
+        total = all_reduce_sum_(torch.full((), float(x.shape[0]), dtype=torch.float32, device=x.device))
+        grace = (total / self.codebook_size).clamp_min(self.dead_code_threshold)
+        candidates = sample_rows_synced(x, self.codebook_size)
+        slot = (dead.long().cumsum(0) - 1).clamp_min(0)  # rank of each dead code among the dead ones
+        self.write_codes(dead, candidates.index_select(0, slot), grace.expand(self.codebook_size))
+        return dead.sum().float()
 
     @torch.no_grad()
     def track_usage(self, counts: torch.Tensor, decay: float) -> None:
-        """EMA of the per-step counts (already summed over processes)."""
+        """EMA of the per-forward counts (already summed over processes)."""
         self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)

@@ -12,22 +12,26 @@ from .codebook import (CodebookQuantizer, check_dim, check_indices, check_unit_i
 class EMAVectorQuantizer(CodebookQuantizer):
     """Nearest-code quantizer whose codebook follows exponential moving averages instead of gradients.
 
-    In training mode each step, with n_k vectors (over all processes) assigned to code k summing to s_k:
+    In training mode each forward, with n_k vectors (over all processes) assigned to code k summing to s_k:
     ``cluster_size ← decay·cluster_size + (1−decay)·n``, ``embed_sum ← decay·embed_sum + (1−decay)·s`` and
     ``code_k = embed_sum_k / smoothed cluster_size_k`` (Laplace smoothing with ``eps`` keeps unused codes finite).
-    Counts and sums come from ``bincount`` / ``index_add_`` and are all-reduced, so every process holds the same
+    Counts and sums come from ``index_add_`` and are all-reduced, so every process holds the same
     codebook. In eval mode nothing updates. loss = commitment_weight · ‖z − sg(e)‖² (the codebook has no loss).
 
     Args:
         dim: channels of z (D), also the code dimension; 256 (taming's embed_dim) when built from a bare name.
         codebook_size: number of codes (K).
-        decay: EMA decay of cluster sizes and sums (0.99 as in VQ-VAE-2; lower adapts faster, noisier).
+        decay: EMA decay of cluster sizes and sums, applied once per training forward (micro-batch; 0.99 as in
+            VQ-VAE-2, lower adapts faster, noisier); with ``--grad-accum k`` use ``decay ** (1 / k)`` for the same
+            memory in optimizer steps.
         eps: Laplace smoothing of cluster sizes.
         commitment_weight: β, the weight of the commitment term ‖z − sg(e)‖².
         kmeans_init: initialise the codebook with k-means on the first training batch (all processes' data).
         kmeans_iters: Lloyd iterations of that k-means.
-        dead_code_threshold: restart codes whose cluster size EMA (vectors per step) falls below this with random
-            current-batch vectors; 0 turns restarts off. 1-2 suits batches with N >> K vectors.
+        dead_code_threshold: restart codes whose cluster size EMA (vectors per training forward, i.e. per
+            micro-batch, over all processes) falls below this with random current-batch vectors; 0 turns restarts
+            off. 1-2 suits batches with N >> K vectors. Splitting a batch into k micro-batches divides the counts
+            by k: divide the threshold by k too.
     """
 
     def __init__(self, dim: int = 256, codebook_size: int = 1024, decay: float = 0.99, eps: float = 1e-5,
@@ -56,10 +60,11 @@ class EMAVectorQuantizer(CodebookQuantizer):
         return self.codebook
 
     @torch.no_grad()
-    def write_codes(self, rows, values, counts) -> None:
-        self.codebook[rows] = values
-        self.cluster_size[rows] = counts
-        self.embed_sum[rows] = values * counts[:, None]
+    def write_codes(self, mask, values, counts) -> None:
+        rows = mask[:, None]
+        self.codebook.copy_(torch.where(rows, values, self.codebook))
+        self.cluster_size.copy_(torch.where(mask, counts, self.cluster_size))
+        self.embed_sum.copy_(torch.where(rows, values * counts[:, None], self.embed_sum))
 
     @torch.no_grad()
     def update_codebook(self, x: torch.Tensor, indices: torch.Tensor) -> None:

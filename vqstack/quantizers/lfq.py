@@ -101,7 +101,8 @@ class LFQ(Quantizer):
         """The mean code distribution over every process's rows (N, codes) -> (codes,): the codebook entropy is
         that of the whole distributed batch, as in one process; each rank's own batch would be a noisier
         estimate that rewards a different spread of codes on every rank."""
-        totals = torch.cat([probs.sum(0), probs.new_tensor([probs.shape[0]])])
+        # torch.full, not new_tensor: a tensor built from host data is a blocking host->device copy on a GPU
+        totals = torch.cat([probs.sum(0), torch.full((1,), probs.shape[0], dtype=probs.dtype, device=probs.device)])
         totals = differentiable_all_reduce_sum(totals)
         return totals[:-1] / totals[-1]
 
@@ -118,8 +119,7 @@ class LFQ(Quantizer):
             if self.training and self.entropy_weight > 0:
                 per_sample, codebook = self.entropy_terms(xf)
                 loss = loss + self.entropy_weight * (per_sample - self.diversity_weight * codebook)
-                metrics = {"per_sample_entropy": float(per_sample.detach()),
-                           "codebook_entropy": float(codebook.detach())}
+                metrics = {"per_sample_entropy": per_sample.detach(), "codebook_entropy": codebook.detach()}
             quantized = xf + (q - xf).detach()  # straight-through sign
         quantized = to_maps(self.project_out(quantized.to(x.dtype)), z.shape)
         metrics = {**usage_metrics(indices, self.codebook_size), **metrics}

@@ -28,9 +28,12 @@ class VectorQuantizer(CodebookQuantizer):
             the output is then the unit-norm code.
         kmeans_init: initialise the codebook with k-means on the first training batch (all processes' data).
         kmeans_iters: Lloyd iterations of that k-means.
-        dead_code_threshold: restart codes whose usage EMA (vectors per step, over all processes) falls below
-            this with random current-batch vectors; 0 turns restarts off. 1-2 suits batches with N >> K vectors.
-        usage_decay: decay of the per-code usage EMA that ``dead_code_threshold`` is compared with.
+        dead_code_threshold: restart codes whose usage EMA (vectors per training forward, i.e. per micro-batch,
+            over all processes) falls below this with random current-batch vectors; 0 turns restarts off. 1-2
+            suits batches with N >> K vectors. Splitting a batch into k micro-batches divides the counts by k:
+            divide the threshold by k too.
+        usage_decay: decay of that per-code usage EMA, applied once per training forward (micro-batch); with
+            ``--grad-accum k`` use ``usage_decay ** (1 / k)`` for the same memory in optimizer steps.
     """
 
     def __init__(self, dim: int = 256, codebook_size: int = 1024, codebook_dim: int | None = None,
@@ -64,9 +67,9 @@ class VectorQuantizer(CodebookQuantizer):
         return F.normalize(codebook, dim=-1) if self.l2_normalize else codebook
 
     @torch.no_grad()
-    def write_codes(self, rows, values, counts) -> None:
-        self.codebook.data[rows] = values.to(self.codebook.dtype)
-        self.cluster_size[rows] = counts
+    def write_codes(self, mask, values, counts) -> None:
+        self.codebook.data.copy_(torch.where(mask[:, None], values.to(self.codebook.dtype), self.codebook.data))
+        self.cluster_size.copy_(torch.where(mask, counts, self.cluster_size))
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self.check_input(z)

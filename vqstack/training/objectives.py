@@ -67,7 +67,8 @@ class VQGANObjective(nn.Module):
         return self.discriminator is not None and self.weights.adversarial > 0 and step >= self.weights.disc_start
 
     def generator_loss(self, images: torch.Tensor, out, step: int, last_layer: torch.Tensor | None = None):
-        """The tokenizer's total loss for one batch and a dict of its parts (floats, detached)."""
+        """The tokenizer's total loss for one batch and a dict of its parts, detached 0-dim tensors: nothing is
+        read back to the host here; convert at log time (``reporting.to_float_dict``)."""
         w = self.weights
         if self.colour is not None:
             rec = reconstruction_loss(self.colour(out.recon), self.colour(images), w.reconstruction)
@@ -91,7 +92,8 @@ class VQGANObjective(nn.Module):
         return total, logs
 
     def discriminator_loss(self, images: torch.Tensor, recon: torch.Tensor, step: int):
-        """The discriminator's loss on real images and detached reconstructions, with its logs."""
+        """The discriminator's loss on real images and detached reconstructions, with its logs (detached 0-dim
+        tensors, as :meth:`generator_loss`'s)."""
         logits_real = self.discriminator(images.detach())
         logits_fake = self.discriminator(recon.detach())
         loss = discriminator_loss(logits_real, logits_fake, self.weights.gan_loss)

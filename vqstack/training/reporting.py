@@ -2,13 +2,60 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
 
-def to_float_dict(logs: dict) -> dict:
-    return {k: float(v) for k, v in logs.items()}
+def to_float_dict(logs: Mapping) -> dict[str, float]:
+    """``logs`` with every value a Python float: the one place a training loop reads its numbers back to the host.
+
+    Values are floats, ints or 0-dim tensors (losses and quantizer metrics stay on the device during the step).
+    The tensors are stacked per device and read in one transfer each, not one sync per value."""
+    out, by_device = {}, {}
+    for key, value in logs.items():
+        if isinstance(value, torch.Tensor):
+            by_device.setdefault(value.device, []).append((key, value))
+        else:
+            out[key] = float(value)
+    for items in by_device.values():
+        values = torch.stack([v.detach().reshape(()).float() for _, v in items]).tolist()
+        out.update(zip((k for k, _ in items), values))
+    return {key: out[key] for key in logs}  # the caller's order
+
+
+class FloatView(Mapping):
+    """A read-only snapshot of ``logs`` whose values read as Python floats, converted on first access.
+
+    Hand it to per-step observers: an observer that reads nothing (a timer) costs no host sync, one that reads
+    anything gets floats for all values in one transfer per device (:func:`to_float_dict`)."""
+
+    def __init__(self, logs: Mapping):
+        self._logs = dict(logs)  # the caller keeps updating its dict; this step's values stay
+        self._floats: dict[str, float] | None = None
+
+    def _read(self) -> dict[str, float]:
+        if self._floats is None:
+            self._floats = to_float_dict(self._logs)
+        return self._floats
+
+    def __getitem__(self, key: str) -> float:
+        if key not in self._logs:
+            raise KeyError(key)
+        return self._read()[key]
+
+    def __contains__(self, key) -> bool:  # Mapping's default would read the values
+        return key in self._logs
+
+    def __iter__(self):
+        return iter(self._logs)
+
+    def __len__(self) -> int:
+        return len(self._logs)
+
+    def __repr__(self) -> str:
+        return f"FloatView({list(self._logs)})" if self._floats is None else f"FloatView({self._floats})"
 
 
 class MetricsLog:
