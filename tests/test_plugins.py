@@ -1,4 +1,5 @@
 """Plugins: registration through hooks, entry-point discovery, blocking, the training hooks, `vqstack plugins`."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,6 +10,7 @@ import pytest
 
 import vqstack
 from vqstack.cli import main as cli_main
+from vqstack.core.plugins import PluginWarning
 from vqstack.quantizers import VectorQuantizer
 
 
@@ -131,12 +133,149 @@ def test_environment_variable_blocks_an_entry_point(fresh_plugins, tmp_path):
     assert "fakeplugin" not in {p["name"] for p in vqstack.plugins_info()}
 
 
-def test_broken_plugin_names_itself_and_the_way_out(fresh_plugins, tmp_path):
+def broken_plugin(fresh_plugins, tmp_path, source: str):
+    """An installed plugin 'fakeplugin' whose module is ``source``."""
     write_distribution(tmp_path)
-    (tmp_path / "vqstack_fake.py").write_text("raise ImportError('needs torch 9')\n")
+    (tmp_path / "vqstack_fake.py").write_text(textwrap.dedent(source))
     fresh_plugins.syspath_prepend(str(tmp_path))
-    with pytest.raises(vqstack.PluginLoadError, match="'fakeplugin'.*needs torch 9.*VQSTACK_DISABLE_PLUGINS=fakeplugin"):
+
+
+def test_a_plugin_that_fails_to_import_is_named_and_the_rest_works(fresh_plugins, tmp_path):
+    broken_plugin(fresh_plugins, tmp_path, "raise ImportError('needs torch 9')\n")
+    with pytest.warns(PluginWarning, match="'fakeplugin' \\(vqstack-fake 1.2.3\\).*import.*needs torch 9"
+                                           ".*VQSTACK_DISABLE_PLUGINS=fakeplugin"):
+        names = vqstack.components("quantizer")
+    assert {"vq", "ema", "fsq", "lfq", "residual"} <= set(names)
+    vqstack.build("quantizer", "vq", dim=8)
+    info = {p["name"]: p for p in vqstack.plugins_info()}
+    if "example" in info:  # another installed plugin keeps working too
+        assert info["example"]["error"] is None and "random-projection" in names
+    assert info["fakeplugin"]["components"] == {} and info["fakeplugin"]["version"] == "1.2.3"
+    assert "ImportError: needs torch 9" in info["fakeplugin"]["error"]
+    assert info["vqstack.quantizers"]["error"] is None
+
+
+def test_a_failing_registration_hook_skips_the_whole_plugin(fresh_plugins, tmp_path):
+    broken_plugin(fresh_plugins, tmp_path, """
+        import vqstack
+        from vqstack.quantizers import VectorQuantizer
+
+        @vqstack.hookimpl
+        def vqstack_register_encoders(registry):
+            registry.register("half-registered", VectorQuantizer)
+
+        @vqstack.hookimpl
+        def vqstack_register_quantizers(registry):
+            raise RuntimeError("config file missing")
+    """)
+    with pytest.warns(PluginWarning, match="'fakeplugin'.*vqstack_register_quantizers.*config file missing"):
+        assert "vq" in vqstack.components("quantizer")
+    assert "half-registered" not in vqstack.components("encoder")  # nothing of a failed plugin stays
+    assert {p["name"]: p for p in vqstack.plugins_info()}["fakeplugin"]["error"].startswith(
+        "failed in vqstack_register_quantizers")
+
+
+def test_a_plugin_with_a_misspelt_hook_is_skipped(fresh_plugins, tmp_path):
+    broken_plugin(fresh_plugins, tmp_path, """
+        import vqstack
+
+        @vqstack.hookimpl
+        def vqstack_register_quantiser(registry):
+            pass
+    """)
+    with pytest.warns(PluginWarning, match="'fakeplugin'.*unknown hook 'vqstack_register_quantiser'"):
+        assert "vq" in vqstack.components("quantizer")
+
+
+def test_a_blocked_broken_plugin_is_silent(fresh_plugins, tmp_path, recwarn):
+    broken_plugin(fresh_plugins, tmp_path, "raise ImportError('needs torch 9')\n")
+    fresh_plugins.setenv(vqstack.DISABLE_ENV, "fakeplugin")
+    vqstack.components("quantizer")
+    assert not [w for w in recwarn if issubclass(w.category, PluginWarning)]
+    assert "fakeplugin" not in {p["name"] for p in vqstack.plugins_info()}
+
+
+def test_an_installed_plugin_reusing_a_name_still_fails_loudly(fresh_plugins, tmp_path):
+    write_distribution(tmp_path, quantizer_name="vq")
+    fresh_plugins.syspath_prepend(str(tmp_path))
+    with pytest.raises(vqstack.DuplicateComponentError, match="'vqstack.quantizers' and by plugin 'fakeplugin'"):
         vqstack.components("quantizer")
+
+
+def test_cli_plugins_lists_a_failed_plugin_with_its_error(fresh_plugins, tmp_path, capsys):
+    broken_plugin(fresh_plugins, tmp_path, "raise ImportError('needs torch 9')\n")
+    with pytest.warns(PluginWarning):
+        assert cli_main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "fakeplugin  (vqstack-fake 1.2.3)\n    FAILED, skipped: failed in import" in out
+    assert "needs torch 9" in out and "VQSTACK_DISABLE_PLUGINS=fakeplugin" in out
+    assert "quantizer: ema, fsq, lfq, residual, vq" in out
+    assert cli_main(["plugins", "--json"]) == 0
+    info = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert "needs torch 9" in info["fakeplugin"]["error"] and info["vqstack.quantizers"]["error"] is None
+
+
+class BadCodesVQ(VectorQuantizer):
+    """A plugin quantizer breaking the contract: its indices do not decode to its output."""
+
+    def __init__(self, dim: int, codebook_size: int = 16):
+        super().__init__(dim=dim, codebook_size=codebook_size)
+
+    def indices_to_codes(self, indices):
+        return super().indices_to_codes((indices + 1) % self.codebook_size)
+
+
+class NeedsWeights(VectorQuantizer):
+    """A plugin quantizer whose pretrained codebook is not on this machine."""
+
+    def __init__(self, dim: int):
+        raise FileNotFoundError(f"weights /nowhere/codebook-{dim}.pt not found")
+
+    @classmethod
+    def example_kwargs(cls) -> dict:
+        return {"dim": 8}
+
+
+def test_cli_plugins_check_reports_each_component(fresh_plugins, capsys):
+    plugin = types.SimpleNamespace()
+
+    @vqstack.hookimpl
+    def vqstack_register_quantizers(registry):
+        registry.register("bad-codes", BadCodesVQ)
+        registry.register("needs-weights", NeedsWeights)
+
+    plugin.vqstack_register_quantizers = vqstack_register_quantizers
+    vqstack.register_plugin(plugin, name="shaky")
+    assert cli_main(["plugins", "--check", "--kind", "quantizer"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert "quantizer vq (vqstack.quantizers): ok" in lines
+    assert "quantizer bad-codes (shaky): FAILED: AssertionError: BadCodesVQ: indices_to_codes(indices) != " \
+           "quantized in eval mode" in lines
+    assert "quantizer needs-weights (shaky): skipped: cannot build here: FileNotFoundError: weights " \
+           "/nowhere/codebook-8.pt not found" in lines
+    assert not [line for line in lines if line.startswith(("encoder", "prior"))]  # --kind quantizer only
+    assert "1 failed, 1 skipped" in lines[-1]
+    assert cli_main(["plugins", "--check", "--kind", "quantizer", "--json"]) == 1
+    report = {r["name"]: r for r in json.loads(capsys.readouterr().out)["components"]}
+    assert report["bad-codes"]["status"] == "failed" and report["needs-weights"]["status"] == "skipped"
+    assert report["vq"] == {"kind": "quantizer", "name": "vq", "plugin": "vqstack.quantizers", "status": "ok",
+                            "reason": ""}
+    vqstack.unregister_plugin("shaky")
+    assert cli_main(["plugins", "--check", "--kind", "quantizer"]) == 0
+
+
+def test_cli_plugins_check_fails_on_a_plugin_that_did_not_load(fresh_plugins, tmp_path, capsys):
+    broken_plugin(fresh_plugins, tmp_path, "raise ImportError('needs torch 9')\n")
+    with pytest.warns(PluginWarning):
+        assert cli_main(["plugins", "--check", "--kind", "encoder"]) == 1
+    out = capsys.readouterr().out
+    assert "plugin fakeplugin (vqstack-fake 1.2.3): FAILED: failed in import" in out
+    assert "encoder conv (vqstack.autoencoders): ok" in out
+
+
+def test_cli_plugins_kind_needs_check(capsys):
+    assert cli_main(["plugins", "--kind", "quantizer"]) == 2
+    assert "add --check" in capsys.readouterr().err
 
 
 def test_entry_points_load_lazily_and_once(fresh_plugins, tmp_path):

@@ -7,24 +7,55 @@ import sys
 from pathlib import Path
 
 from .core import KIND_HOOKS, plugins_info, registry
-from .core.plugins import PluginLoadError
+from .core.plugins import DISABLE_ENV, PluginLoadError
 from .core.registry import UnknownComponentError
 
 
 def cmd_plugins(args) -> int:
-    """List every plugin, its distribution and version, and what it registered."""
+    """List every plugin, its distribution and version, and what it registered (or why it failed)."""
+    if args.kind and not args.check:
+        raise ValueError("--kind selects the components --check checks; add --check.")
     info = plugins_info()
+    if args.check:
+        return check_plugins(info, args.kind, args.json)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     for plugin in info:
         version = f" {plugin['version']}" if plugin["version"] else ""
         print(f"{plugin['name']}  ({plugin['distribution']}{version})")
+        if plugin["error"]:
+            print(f"    FAILED, skipped: {plugin['error']} (block it with {DISABLE_ENV}={plugin['name']})")
+            continue
         for kind, names in plugin["components"].items():
             print(f"    {kind}: {', '.join(names)}")
         if not plugin["components"]:
             print("    (registers no components)")
     return 0
+
+
+def check_plugins(info: list[dict], kind: str | None, as_json: bool) -> int:
+    """Run the conformance checks on every registered component (of ``kind``): one line each as it goes, then a
+    summary (or one JSON document); 1 when a component or a plugin failed."""
+    from .testing import check_registered
+
+    say = (lambda line: None) if as_json else (lambda line: print(line, flush=True))
+    broken = [p for p in info if p["error"]]
+    for plugin in broken:
+        say(f"plugin {plugin['name']} ({plugin['distribution']} {plugin['version']}): FAILED: {plugin['error']}")
+    results = []
+    for kind_name in [kind] if kind else KIND_HOOKS:
+        for result in check_registered([kind_name]):
+            status = "FAILED" if result.status == "failed" else result.status
+            reason = f": {result.reason}" if result.reason else ""
+            say(f"{result.kind} {result.name} ({result.plugin}): {status}{reason}")
+            results.append(result)
+    counts = {status: sum(r.status == status for r in results) for status in ("ok", "failed", "skipped")}
+    say(f"{len(results)} components checked: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} "
+        f"skipped; {len(broken)} plugins failed to load.")
+    if as_json:
+        print(json.dumps({"components": [r.as_dict() for r in results], "failed_plugins": broken}, indent=2))
+    return 1 if counts["failed"] or broken else 0
 
 
 def cmd_components(args) -> int:
@@ -154,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plugins", help=cmd_plugins.__doc__)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--check", action="store_true",
+                   help="run vqstack.testing's conformance checks on every registered component: one line each "
+                        "(ok, FAILED: reason, skipped: what is missing here); exit 1 when any failed")
+    p.add_argument("--kind", choices=list(KIND_HOOKS), default=None, help="with --check: only this kind")
     p.set_defaults(func=cmd_plugins)
 
     p = sub.add_parser("components", help=cmd_components.__doc__)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core.serialization import load_component, weights_sha256
+from .core.serialization import load_component, read_config, weights_sha256
 from .tokenizer import Tokenizer
 
 WHITE = 128  # mask pixels at least this bright (8-bit grey) mark the region to repair
@@ -70,6 +70,69 @@ def warn_if_other_tokenizer(tokenizer_dir, prior_dir) -> None:
                       f"be noise.", UserWarning, stacklevel=3)
 
 
+def check_tokenizer_dir(tokenizer_dir) -> None:
+    """Refuse a component folder (a prior, say) given as the tokenizer: the usual sign of swapped arguments."""
+    config = read_config(tokenizer_dir)
+    if "kind" in config:
+        raise ValueError(f"{tokenizer_dir} holds a {config['kind']} ({config.get('name')!r}), not a tokenizer: give "
+                         f"the folder written by Tokenizer.save_pretrained() first, then the prior's (swapped?).")
+
+
+def recorded_grid(info: dict, prior, prior_dir) -> tuple[int, int] | None:
+    """The (h, w) token grid ``tokens_info.json`` records the prior was trained on (None when it records none),
+    checked against the prior's ``seq_len``."""
+    grid = info.get("grid")
+    if not (isinstance(grid, list) and len(grid) == 2 and all(isinstance(g, int) and g > 0 for g in grid)):
+        return None
+    if grid[0] * grid[1] != prior.seq_len:
+        raise ValueError(f"{Path(prior_dir) / 'tokens_info.json'} records a {grid[0]}x{grid[1]} token grid but the "
+                         f"prior in {prior_dir} models seq_len={prior.seq_len}: the folder mixes two runs; export "
+                         f"the prior again.")
+    return tuple(grid)
+
+
+def check_recorded_downsample(info: dict, grid, tokenizer, tokenizer_dir, prior_dir) -> None:
+    """Refuse a tokenizer that downsamples by another factor than the one whose tokens the prior learnt: the
+    grid would decode, but into images of another size and meaning."""
+    resolution = info.get("resolution")
+    if grid is None or isinstance(resolution, bool) or not isinstance(resolution, int):
+        return
+    trained = {resolution // side for side in grid if resolution % side == 0}
+    if len(trained) == 1 and tokenizer.downsample not in trained:
+        raise ValueError(f"The prior in {prior_dir} was trained on {grid[0]}x{grid[1]} token grids of "
+                         f"{resolution}x{resolution} images (downsampling by {trained.pop()}), but the tokenizer in "
+                         f"{tokenizer_dir} downsamples by {tokenizer.downsample}: use the tokenizer the prior was "
+                         f"trained with ({info.get('tokenizer_path', 'see tokens_info.json')}).")
+
+
+def capitalised(text: str) -> str:
+    """``text`` starting a sentence (str.capitalize would lower-case the folder names in it)."""
+    return text[:1].upper() + text[1:]
+
+
+def check_stages(tokenizer, prior, grid=None, tokenizer_name: str = "the tokenizer", prior_name: str = "the prior",
+                 trained_with: str | None = None) -> tuple[int, int]:
+    """The (h, w) grid the prior's tokens decode on, after refusing a pair that cannot work together: a
+    multi-codebook tokenizer, another codebook size, or a sequence length that is no grid."""
+    from .data.tokens import check_single_codebook  # late: the data module loads the datasets library
+
+    check_single_codebook(tokenizer, tokenizer_name)
+    codes = tokenizer.quantizer.codebook_size
+    if prior.vocab_size != codes:
+        hint = f" ({trained_with})" if trained_with else ""
+        raise ValueError(f"{capitalised(prior_name)} models {prior.vocab_size} token values but "
+                         f"{tokenizer_name} has {codes} codes: use the tokenizer the prior was trained with{hint}.")
+    if grid is None:
+        side = math.isqrt(prior.seq_len)
+        if side * side != prior.seq_len:
+            raise ValueError(f"{capitalised(prior_name)} models {prior.seq_len} tokens per image, "
+                             f"not a square grid, and records no grid: pass grid=(h, w) to Pipeline.")
+        grid = (side, side)
+    if len(grid) != 2 or grid[0] * grid[1] != prior.seq_len:
+        raise ValueError(f"grid {tuple(grid)} holds {math.prod(grid)} tokens, {prior_name} makes {prior.seq_len}.")
+    return tuple(grid)
+
+
 def check_inpaint_inputs(image: Image.Image, mask: Image.Image, candidates: int) -> None:
     """Clear errors for the mistakes inpainting cannot guess around."""
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
@@ -119,25 +182,24 @@ class Pipeline:
     """``Pipeline.from_pretrained(tokenizer_dir, prior_dir)(n, labels=..., cfg_scale=..., seed=...)`` -> images."""
 
     def __init__(self, tokenizer: Tokenizer, prior, grid: tuple[int, int] | None = None):
+        self.grid = check_stages(tokenizer, prior, grid)
         self.tokenizer, self.prior = tokenizer.eval(), prior.eval()
-        if grid is None:
-            side = math.isqrt(prior.seq_len)
-            if side * side != prior.seq_len:
-                raise ValueError(f"The prior's seq_len {prior.seq_len} is not a square; pass grid=(h, w).")
-            grid = (side, side)
-        if grid[0] * grid[1] != prior.seq_len:
-            raise ValueError(f"grid {grid} holds {grid[0] * grid[1]} tokens, the prior makes {prior.seq_len}.")
-        if prior.vocab_size != tokenizer.quantizer.codebook_size:
-            raise ValueError(f"The prior models {prior.vocab_size} tokens but the tokenizer has "
-                             f"{tokenizer.quantizer.codebook_size} codes: they were not trained together.")
-        self.grid = tuple(grid)
 
     @classmethod
     def from_pretrained(cls, tokenizer_dir, prior_dir, device="cpu") -> "Pipeline":
-        """Load both stages; warns when ``prior_dir/tokens_info.json`` records another tokenizer than this one."""
-        tokenizer, prior = Tokenizer.from_pretrained(tokenizer_dir, device=device), load_component(prior_dir, device)
+        """Load both stages. Refuses a prior whose tokens this tokenizer cannot decode (another codebook size, grid
+        or downsampling, or several codebooks); warns when ``prior_dir/tokens_info.json`` records a tokenizer of the
+        same shapes but other weights (a retrained one)."""
+        check_tokenizer_dir(tokenizer_dir)
+        tokenizer = Tokenizer.from_pretrained(tokenizer_dir, device=device)
+        prior = load_component(prior_dir, device, kind="prior")
+        info = recorded_tokenizer(prior_dir)
+        grid = recorded_grid(info, prior, prior_dir)
+        check_recorded_downsample(info, grid, tokenizer, tokenizer_dir, prior_dir)
+        check_stages(tokenizer, prior, grid, f"the tokenizer in {tokenizer_dir}", f"the prior in {prior_dir}",
+                     trained_with=info.get("tokenizer_path"))
         warn_if_other_tokenizer(tokenizer_dir, prior_dir)
-        return cls(tokenizer, prior)
+        return cls(tokenizer, prior, grid)
 
     @property
     def device(self) -> torch.device:

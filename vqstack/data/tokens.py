@@ -14,14 +14,17 @@ from .images import ImageDataset
 INFO_NAME = "tokens_info.json"
 
 
-def check_single_codebook(tokenizer) -> None:
+def check_single_codebook(tokenizer, name: str = "the tokenizer") -> None:
+    """Refuse a tokenizer whose quantizer gives several tokens per grid cell (residual, grouped): a prior models
+    one token per cell. ``name`` says which tokenizer in the message (e.g. "the tokenizer in runs/x")."""
     probe = torch.zeros(1, 3, tokenizer.downsample * 2, tokenizer.downsample * 2)
     probe = probe.to(next(tokenizer.parameters()).device)
-    if tokenizer.encode(probe).dim() != 3:
+    tokens = tokenizer.encode(probe)
+    if tokens.dim() != 3:
         raise ValueError(
-            f"The tokenizer's quantizer ({type(tokenizer.quantizer).__name__}) gives several tokens per position; "
-            f"the prior models one. Train the tokenizer with a single-codebook quantizer (vq, ema, fsq, lfq) for "
-            f"stage 2.")
+            f"The quantizer of {name} ({type(tokenizer.quantizer).__name__}) gives several tokens per position "
+            f"({tokens.shape[-1]} codebooks); the prior models one. Train the tokenizer with a single-codebook "
+            f"quantizer (vq, ema, fsq, lfq) for stage 2.")
 
 
 @torch.no_grad()

@@ -110,6 +110,10 @@ class InceptionFeatures(FeatureNetwork):
         if not pretrained and weights is not None:
             raise ValueError("weights is given but pretrained=False; drop one of them.")
         path = inception_weights(weights) if pretrained else None  # before building: nothing may download
+        if path is not None:  # torch-fidelity torch.load()s it with weights_only=False: accept only tensors
+            from ..core.serialization import load_pickled_state
+
+            load_pickled_state(path)
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         loading = contextlib.nullcontext() if pretrained else _without_weight_loading()
