@@ -40,7 +40,7 @@ from transformers import get_cosine_schedule_with_warmup
 import vqstack
 from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
-from vqstack.core.serialization import save_component, weights_sha256
+from vqstack.core.serialization import check_checkpoint_files, save_component, weights_sha256
 from vqstack.data import load_image_dataset
 from vqstack.data.images import describe_source
 from vqstack.data.labels import file_sha256, relabel
@@ -48,7 +48,7 @@ from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
-from vqstack.training.reporting import MetricsLog
+from vqstack.training.reporting import FloatView, MetricsLog
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
 
 PRESETS = {
@@ -308,6 +308,8 @@ def train(args) -> dict:
     with usage_errors():
         resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
+        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
+            check_checkpoint_files(resume_from)
         accelerator.load_state(str(resume_from))
         if record.loaded != record.key:
             raise UsageError(f"{resume_from} was trained on tokens from other inputs than {output_dir / 'tokens'} "
@@ -373,7 +375,7 @@ def train(args) -> dict:
                 interval_steps += 1
                 progress.update(1)
                 if hook().vqstack_on_step_end.get_hookimpls():
-                    hook().vqstack_on_step_end(step=state.step, logs={"loss": loss.item()})
+                    hook().vqstack_on_step_end(step=state.step, logs=FloatView({"loss": loss.detach()}))
                 last = state.step == args.max_steps
                 if state.step % args.log_every == 0 or last:
                     mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()

@@ -40,14 +40,16 @@ from transformers import get_cosine_schedule_with_warmup
 import vqstack
 from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
+from vqstack.core.serialization import check_checkpoint_files
 from vqstack.data import ImageDataset, load_image_dataset
+from vqstack.data.images import SkipTally, check_readable, hold_out
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
 from vqstack.training.ema import weight_ema
 from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
 from vqstack.training.objectives import LossWeights, VQGANObjective
 from vqstack.training.runtime import cpu_processes, run_recipe, usage_errors
-from vqstack.training.reporting import MetricsLog, save_comparison_grid, to_float_dict
+from vqstack.training.reporting import FloatView, MetricsLog, save_comparison_grid, to_float_dict
 
 DEFAULT_DATA = "huggan/anime-faces"  # a public anime-faces dataset on the Hub
 
@@ -162,14 +164,16 @@ def train(args) -> dict:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
-    # --- data: the last eval_size images are held out for evaluation --------------------------------------------
+    # --- data: the last eval_size readable images are held out for evaluation -----------------------------------
     with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
         images = load_image_dataset(args.data)
-    eval_size = min(config["eval_size"], max(1, len(images) // 10))
-    train_set = ImageDataset(images.select(range(len(images) - eval_size)), config["resolution"], seed=args.seed)
-    eval_set = ImageDataset(images.select(range(len(images) - eval_size, len(images))), config["resolution"],
-                            random_flip=False)
-    eval_images = torch.stack([eval_set[i]["pixel_values"] for i in range(len(eval_set))]).to(accelerator.device)
+    with usage_errors():  # nothing readable: one line before training, not a traceback from a worker
+        every_row = ImageDataset(images, config["resolution"], random_flip=False)
+        check_readable(every_row, args.data)
+        train_rows, eval_rows = hold_out(every_row, min(config["eval_size"], max(1, len(images) // 10)))
+        train_set = ImageDataset(images.select(train_rows), config["resolution"], seed=args.seed)
+        check_readable(train_set, args.data)
+    eval_images = torch.stack([every_row.pixels(row) for row in eval_rows]).to(accelerator.device)
     # its own generator: making an iterator draws a worker seed, which must not move the global RNG (a resumed run
     # makes one more iterator than the run it continues, and would then draw other restarts and dropouts)
     dataloader = torch.utils.data.DataLoader(train_set, batch_size=config["batch_size"], shuffle=True,
@@ -223,6 +227,8 @@ def train(args) -> dict:
     suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
     resume_from = resolve_resume(args.resume, output_dir)
     if resume_from is not None:
+        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
+            check_checkpoint_files(resume_from)
         accelerator.load_state(str(resume_from))
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     if args.report_to != "none":
@@ -230,7 +236,7 @@ def train(args) -> dict:
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
                              resumed_at=state.step if resume_from is not None else None)
     hook().vqstack_on_train_start(config=config, accelerator=accelerator)
-    observers = hook().vqstack_on_step_end.get_hookimpls()  # skip float conversions when nobody listens
+    observers = hook().vqstack_on_step_end.get_hookimpls()
 
     def export() -> None:
         """tokenizer/ (the EMA weights when kept), written by the main process into tokenizer.tmp and then renamed:
@@ -269,7 +275,8 @@ def train(args) -> dict:
     progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process,
                     desc="vqgan")
     images_per_step = config["batch_size"] * accelerator.num_processes * args.grad_accum
-    interval_start, interval_steps, skipped = time.perf_counter(), 0, 0
+    interval_start, interval_steps = time.perf_counter(), 0
+    tally, skips_reported = SkipTally(), 0  # unreadable images, per reason: this process's, summed at log time
     logs = {}
     stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
     guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
@@ -279,7 +286,7 @@ def train(args) -> dict:
             train_set.set_epoch(state.epoch)
             for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
                 images = batch["pixel_values"]
-                skipped += int(batch["skipped"].sum())
+                tally.add(batch)
                 state.batches_in_epoch += 1
                 with accelerator.accumulate(*models):
                     # generator: one encoder/decoder forward, then its backward and step, before the discriminator's
@@ -312,7 +319,7 @@ def train(args) -> dict:
                 interval_steps += 1
                 logs.update(usage=out.metrics["usage"], perplexity=out.metrics["perplexity"])
                 if observers:
-                    hook().vqstack_on_step_end(step=state.step, logs=to_float_dict(logs))
+                    hook().vqstack_on_step_end(step=state.step, logs=FloatView(logs))  # read on demand: no sync
                 progress.update(1)
 
                 if state.step % args.log_every == 0 or state.step == args.max_steps:
@@ -322,7 +329,11 @@ def train(args) -> dict:
                                                              for k in names]), "mean")
                     record = dict(zip(names, values.tolist()))
                     elapsed = time.perf_counter() - interval_start
-                    record.update(step=state.step, lr=sched_g.get_last_lr()[0], skipped_images=skipped,
+                    skips = SkipTally(accelerator.reduce(tally.counts.to(accelerator.device), "sum"))
+                    if skips.total > skips_reported:  # a line in the log whenever the count grows
+                        accelerator.print(skips.message())
+                        skips_reported = skips.total
+                    record.update(step=state.step, lr=sched_g.get_last_lr()[0], **skips.as_dict(),
                                   skipped_steps=guard.skipped,
                                   images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
                     if use_gan:

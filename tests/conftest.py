@@ -18,3 +18,18 @@ def fresh_plugins(monkeypatch):
     vqstack.core.reset()
     yield monkeypatch
     vqstack.core.reset()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs CUDA; skipped without it (run with -m gpu on a GPU machine)")
+    config.addinivalue_line("markers", "slow: long real-data or subprocess tests; CI runs them, "
+                                       "-m 'not slow' leaves them out of a quick local run")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -13,6 +13,7 @@ from helpers.recipes import ROOT, write_image_folder
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ACCELERATE.exists() and shutil.which("accelerate") is None, reason="accelerate CLI missing")
 def test_two_processes_stay_in_sync(tmp_path):
     images = write_image_folder(tmp_path / "images")

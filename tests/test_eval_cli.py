@@ -87,6 +87,7 @@ def test_user_mistakes_exit_2_naming_the_choices(options, message, workdir, tmp_
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not ACCELERATE.exists() and shutil.which("accelerate") is None, reason="accelerate CLI missing")
 def test_two_processes_give_the_same_json_as_one(workdir, tmp_path):
     """9 images over 2 CPU processes (gloo), batches of 3: uneven shards (3+2 and 3+1 images) against one

@@ -1,8 +1,8 @@
 """Every preset, trained briefly on real images, keeps its codebook alive.
 
 A collapsed codebook (every patch mapped to one code) is the failure a new user meets first: the old ``cifar``
-preset collapsed to a single code by step 3. The floor is a quarter of the codes that the held-out tokens could
-reach at most; a collapse gives a handful. The presets' colour fidelity at a real budget is measured by
+preset collapsed to a single code by step 3. The floor is a tenth of the codes that the held-out tokens could
+reach at most (see USAGE_FLOOR); a collapse gives a handful. The presets' colour fidelity at a real budget is measured by
 benchmarks/colour_ablation.py and published in docs/benchmarks.md (too slow for the suite).
 """
 from __future__ import annotations
@@ -30,7 +30,9 @@ BRIEF = {
 NARROW = {"tokenizer": {"encoder": {"name": "conv", "kwargs": {"ch": 32}},
                         "decoder": {"name": "conv", "kwargs": {"ch": 32}}}}
 OVERRIDES = {"base": NARROW}
-USAGE_FLOOR = 0.25
+# measured spread at these budgets, seeds 0-2: cifar 85-137 of 512 codes, tiny 134-180 of 256; a collapse gives a
+# handful. 0.25 of 512 sat inside cifar's spread and failed on a seed, so the floor is 0.1.
+USAGE_FLOOR = 0.1
 HELD_OUT = 32
 
 
@@ -44,6 +46,7 @@ def test_every_preset_is_covered():
     assert set(BRIEF) == set(PRESETS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(BRIEF))
 def test_preset_keeps_its_codebook_alive_on_real_images(preset, tmp_path):
     folder, resolution, batch_size, steps = BRIEF[preset]

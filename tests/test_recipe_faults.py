@@ -138,6 +138,7 @@ def wait_for(predicate, process, timeout: float = 240.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_and_terminated_launches_resume_to_the_end(images, tmp_path):
     """SIGKILL to a real ``accelerate launch`` (its whole process group, as a scheduler kills a job) loses only
     the steps since the last checkpoint; SIGTERM to the training process checkpoints and exits 0; the third
@@ -174,3 +175,37 @@ def test_killed_and_terminated_launches_resume_to_the_end(images, tmp_path):
     assert finished.returncode == 0, finished.stdout
     assert complete_checkpoints(output)[-1].name == "checkpoint-60" and not list(output.glob("*.tmp"))
     assert [r["step"] for r in logged_steps(output)] == list(range(1, 61)), "every step logged once, in order"
+
+
+def add_bad_files(folder) -> None:
+    """A zero-byte PNG, text under a .jpg name and a truncated PNG, beside the good images."""
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not an image")
+    good = next(folder.glob("*.png")).read_bytes()
+    (folder / "cut.png").write_bytes(good[: len(good) // 2])
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "images", count=20)
+    add_bad_files(folder)
+    result = run(folder, tmp_path / "run", "--max-steps", 8, "--num-workers", "1")  # a worker, as in real runs
+    assert result["state"].step == 8
+    last = logged_steps(tmp_path / "run")[-1]
+    # 21 training rows (2 held out) in batches of 4: 5 per epoch, so the 8 steps read each bad row at most twice
+    assert last["skipped_images"] >= 3 and {"skipped/empty", "skipped/not_an_image", "skipped/truncated"} <= set(last)
+    assert last["skipped_images"] == last["skipped/empty"] + last["skipped/not_an_image"] + last["skipped/truncated"]
+    assert "unreadable images so far:" in capsys.readouterr().out
+
+
+def test_a_folder_with_nothing_readable_stops_before_training(tmp_path):
+    from vqstack.training.runtime import UsageError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(b"")
+        (folder / f"{i}.jpg").write_text("text")
+    with pytest.raises(UsageError, match="None of the .* images in --data .* is readable") as error:
+        run(folder, tmp_path / "run", "--max-steps", 2)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run" / "checkpoint-2").exists()

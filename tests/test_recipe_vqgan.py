@@ -130,6 +130,7 @@ def test_plain_vqvae_never_builds_a_discriminator_or_perceptual_net(images, tmp_
     assert "d_loss" not in result["logs"] and "perceptual_loss" not in result["logs"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "anime-faces").is_dir(), reason="../shared/data/anime-faces is absent")
 def test_flagship_command_on_real_anime_faces(tmp_path):
     result = run("--data", SHARED_DATA / "anime-faces", "--max-steps", 2, "--output-dir", tmp_path)

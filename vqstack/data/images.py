@@ -5,18 +5,33 @@ import glob
 import io
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp")
 MAX_RETRIES = 16  # consecutive unreadable files tolerated before giving up on the data set
 
+# Why a row was skipped, as stable short names (metrics.jsonl keys "skipped/<reason>"; tensors index this tuple):
+# "empty" zero-byte file or no image data, "not_an_image" not a format PIL knows (text, HTML, unsupported codec),
+# "truncated" the file ends early, "corrupt" its data is damaged (bad checksum, broken stream), "too_large" over
+# PIL's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS), "other" anything else (message in the DataError).
+SKIP_REASONS = ("empty", "not_an_image", "truncated", "corrupt", "too_large", "other")
+# Above this many pixels an image is shrunk in PIL (JPEG decoded at 1/2..1/8 scale) before it becomes a float
+# tensor; smaller images take the plain path, so their pixels are exactly those earlier runs saw.
+LARGE_IMAGE_PIXELS = 4096 * 4096
+MAX_ASPECT = 8  # a longer side beyond this many short sides is cropped in PIL first (the centre crop keeps none of it)
+
 
 class DataError(ValueError):
     """The data argument does not name usable images."""
+
+
+class EmptyImageError(OSError):
+    """A zero-byte file, or a row with no image data at all."""
 
 
 def _files(pattern: str) -> list[str]:
@@ -39,7 +54,7 @@ def load_image_dataset(data: str, split: str = "train"):
             return load_dataset("webdataset", data_files={split: tars}, split=split)
         if parquets:
             return load_dataset("parquet", data_files={split: parquets}, split=split)
-        return load_dataset("imagefolder", data_dir=str(path), split=split)
+        return _image_folder(load_dataset, path, data, split)
     if any(ch in data for ch in "*?[") or path.suffix in (".tar", ".parquet"):
         files = _files(data)
         if not files:
@@ -59,6 +74,20 @@ def load_image_dataset(data: str, split: str = "train"):
                 f"local image folder, WebDataset shards ('dir/*.tar') or parquet files to --data."
             ) from err
     raise DataError(f"--data {data!r} is neither a folder, a glob of .tar/.parquet files, nor a Hub id 'user/name'.")
+
+
+def _image_folder(load_dataset, path: Path, data: str, split: str):
+    """``imagefolder`` over ``path``, its errors for a folder without images turned into one clear DataError (it
+    raises FileNotFoundError for an empty folder and ValueError "corresponds to no data" for one of other files)."""
+    try:
+        return load_dataset("imagefolder", data_dir=str(path), split=split)
+    except (FileNotFoundError, ValueError) as err:
+        from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+        if not any(f.suffix.lower() in ImageFolder.EXTENSIONS for f in path.rglob("*") if f.is_file()):
+            raise DataError(f"--data {data!r} is a folder without image files (.png, .jpg, .webp, ...).") from err
+        raise DataError(f"--data {data!r}: the image folder could not be loaded ({type(err).__name__}: "
+                        f"{_one_line(err)}).") from err
 
 
 def describe_source(data: str) -> dict:
@@ -100,20 +129,77 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")  # no copy of an RGB image: it may be huge
 
 
-def decode(value) -> Image.Image:
-    """A datasets image value (PIL image, or {"bytes", "path"} when not decoded) -> PIL image, fully read."""
+def _open(value) -> Image.Image:
+    """A datasets image value -> lazily opened PIL image; EmptyImageError for zero bytes or no data at all."""
     if isinstance(value, Image.Image):
-        image = value
-    elif isinstance(value, dict) and value.get("bytes") is not None:
-        image = Image.open(io.BytesIO(value["bytes"]))
-    elif isinstance(value, dict) and value.get("path"):
-        image = Image.open(value["path"])
-    else:
-        raise OSError(f"not an image: {type(value).__name__}")
+        return value
+    if isinstance(value, dict) and value.get("bytes") is not None:  # webdataset / parquet; the path is only a name
+        if len(value["bytes"]) == 0:
+            raise EmptyImageError(f"zero-byte image {value.get('path') or ''}".rstrip())
+        return Image.open(io.BytesIO(value["bytes"]))
+    if isinstance(value, dict) and value.get("path"):  # imagefolder
+        if os.path.getsize(value["path"]) == 0:
+            raise EmptyImageError(f"zero-byte file {value['path']}")
+        return Image.open(value["path"])
+    raise EmptyImageError(f"no image data: {type(value).__name__}")
+
+
+def decode(value, min_side: int | None = None) -> Image.Image:
+    """A datasets image value (PIL image, or {"bytes", "path"} when not decoded) -> PIL image, fully read.
+
+    Over LARGE_IMAGE_PIXELS, a JPEG is decoded at the smallest 1/2..1/8 scale keeping both sides >= ``min_side``.
+    Over PIL's bomb limit, ``Image.DecompressionBombError``; between its warning and its error we read the image
+    anyway (shrunk, see ImageTransform), so its warning is silenced rather than repeated for every epoch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = _open(value)
+    if min_side and image.width * image.height > LARGE_IMAGE_PIXELS:
+        image.draft(None, (min_side, min_side))  # a no-op for formats without reduced decoding
     image.load()  # surface truncated or corrupt files here, not later in a worker
+    return image
+
+
+def skip_reason(error: BaseException) -> str:
+    """Which of SKIP_REASONS explains ``error``, raised while reading or converting an image."""
+    message = str(error).lower()
+    if isinstance(error, EmptyImageError):
+        return "empty"
+    if isinstance(error, (Image.DecompressionBombError, MemoryError)):
+        return "too_large"
+    if isinstance(error, UnidentifiedImageError):  # before OSError: it is one
+        return "not_an_image"
+    if "truncated" in message or isinstance(error, EOFError):
+        return "truncated"
+    if isinstance(error, SyntaxError) or any(word in message for word in ("broken", "data stream", "decoder",
+                                                                          "codec", "corrupt", "crc")):
+        return "corrupt"
+    return "other"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def describe_skips(counts) -> str:
+    """Per-reason counts (a sequence aligned with SKIP_REASONS) -> "2 truncated, 1 empty"; zero counts left out."""
+    return ", ".join(f"{int(n)} {reason}" for reason, n in zip(SKIP_REASONS, counts) if int(n))
+
+
+def shrink(image: Image.Image, resolution: int) -> Image.Image:
+    """Cut a very large or very elongated RGB image down in PIL, where it costs 3 bytes a pixel, before it becomes
+    a float tensor: keep the centre band the crop will keep, then box-reduce to a short side >= 2 x resolution (the
+    antialiased resize after it does the rest). Other images are returned as they are."""
+    width, height = image.size
+    short = min(width, height)
+    if max(width, height) > MAX_ASPECT * short:
+        left, top = (width - short) // 2, (height - short) // 2
+        image = image.crop((left, top, left + short, top + short))
+    factor = short // (2 * resolution)
+    if image.width * image.height > LARGE_IMAGE_PIXELS and factor > 1:
+        image = image.reduce(factor)
     return image
 
 
@@ -123,18 +209,22 @@ class ImageTransform:
     def __init__(self, resolution: int):
         from torchvision.transforms import v2
 
+        self.resolution = resolution
         self.transform = v2.Compose([v2.PILToTensor(), v2.Resize(resolution, antialias=True),
                                      v2.CenterCrop(resolution), v2.ToDtype(torch.float32, scale=True),
                                      v2.Normalize([0.5] * 3, [0.5] * 3)])
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return self.transform(to_rgb(image))
+        return self.transform(shrink(to_rgb(image), self.resolution))
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Training samples ``{"pixel_values", "skipped", "index"}``; an unreadable file is replaced by the next
-    readable one and counted in ``skipped`` (``index`` is the row actually used), so batches keep their size on
-    every process.
+    """Training samples ``{"pixel_values", "skipped", "skip_counts", "index"}``; an unreadable file is replaced by
+    the next readable one (``index`` is the row actually used), so batches keep their size on every process.
+
+    ``skipped`` (0 or 1) and ``skip_counts`` (long, one count per SKIP_REASONS) say whether the requested row
+    itself was unreadable, and why: the unreadable rows passed over while looking for a replacement are counted at
+    their own index, so one pass over the data set counts each unreadable file exactly once.
 
     Random flips are drawn from (seed, epoch, index), not from the global RNG, so they are the same in a resumed
     run, with any number of workers."""
@@ -158,17 +248,109 @@ class ImageDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def pixels(self, row: int) -> torch.Tensor:
+        """Row ``row`` as a float tensor (3, R, R) in [-1, 1], unflipped; raises whatever reading it raised."""
+        return self.transform(decode(self.dataset[row][self.column], min_side=2 * self.transform.resolution))
+
     def __getitem__(self, index: int) -> dict:
-        for skipped in range(MAX_RETRIES):
-            row = self.dataset[(index + skipped) % len(self.dataset)]
+        counts = torch.zeros(len(SKIP_REASONS), dtype=torch.long)
+        tried = torch.zeros(len(SKIP_REASONS), dtype=torch.long)
+        for offset in range(min(MAX_RETRIES, len(self.dataset))):
+            row = (index + offset) % len(self.dataset)
             try:
-                pixels = self.transform(decode(row[self.column]))
-                if self.flips(index):
-                    pixels = pixels.flip(-1)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                pixels = self.pixels(row)
+            except Exception as err:  # a damaged file can make PIL raise nearly anything; the reason tells which
+                reason = SKIP_REASONS.index(skip_reason(err))
+                tried[reason] += 1
+                if offset == 0:  # only the requested row is this sample's to count; the others, at their own index
+                    counts[reason] += 1
+                last = err
                 continue
-            return {"pixel_values": pixels, "skipped": skipped, "index": (index + skipped) % len(self.dataset)}
-        raise DataError(f"{MAX_RETRIES} unreadable images in a row from index {index}: is --data really images?")
+            if self.flips(index):
+                pixels = pixels.flip(-1)
+            return {"pixel_values": pixels, "skipped": int(counts.sum()), "skip_counts": counts, "index": row}
+        raise DataError(f"{int(tried.sum())} unreadable images in a row from row {index} ({describe_skips(tried)}; "
+                        f"last: {_one_line(last)}): is --data really images?")
+
+
+def check_readable(images: ImageDataset, source: str | None = None) -> int:
+    """Before training: the first row that reads as an image, trying rows in order (one for ordinary data).
+
+    Raises DataError, one line naming ``source`` (the --data value), how many rows were tried and why each
+    failed, when the data set is empty or none of its rows is readable."""
+    where = f"--data {source!r}" if source else "the data set"
+    if len(images) == 0:
+        raise DataError(f"{where} holds no images.")
+    counts = torch.zeros(len(SKIP_REASONS), dtype=torch.long)
+    for row in range(len(images)):
+        try:
+            images.pixels(row)
+            return row
+        except Exception as err:  # as in ImageDataset.__getitem__: any failure is the file's
+            counts[SKIP_REASONS.index(skip_reason(err))] += 1
+            last = err
+    raise DataError(f"None of the {len(images)} images in {where} is readable ({describe_skips(counts)}; "
+                    f"last: {_one_line(last)}).")
+
+
+def hold_out(images: ImageDataset, count: int) -> tuple[range | list[int], list[int]]:
+    """``(training rows, held-out rows)`` of ``images``: the last ``count`` readable rows are held out, in data
+    order, so evaluation never meets an unreadable file; unreadable rows stay with the training rows, where they
+    are skipped and counted. With readable data this is the plain split ``range(n - count)``, ``[n - count, n)``."""
+    held = []
+    for row in reversed(range(len(images))):
+        if len(held) == count:
+            break
+        try:
+            images.pixels(row)
+        except Exception:  # unreadable: training skips and reports it
+            continue
+        held.append(row)
+    held.reverse()
+    n = len(images)
+    if held == list(range(n - len(held), n)):
+        return range(n - len(held)), held
+    chosen = set(held)
+    return [row for row in range(n) if row not in chosen], held
+
+
+class SkipTally:
+    """Running count of the unreadable images skipped while training, per reason, for the log and metrics.jsonl::
+
+        tally = SkipTally()
+        for batch in loader:
+            tally.add(batch)              # counts of this process, on the batch's device
+    SkipTally(accelerator.reduce(tally.counts, "sum"))   # every process's counts, at log time
+        record.update(tally.as_dict())    # {"skipped_images": 3, "skipped/truncated": 2, "skipped/empty": 1}
+        tally.message()                   # "skipped 3 unreadable images so far: 1 empty, 2 truncated", or None
+
+    Counts are per read: over several epochs a bad file counts once per epoch."""
+
+    def __init__(self, counts: torch.Tensor | None = None):
+        self.counts = torch.zeros(len(SKIP_REASONS), dtype=torch.long) if counts is None else counts.long()
+
+    def add(self, batch) -> None:
+        """Add a batch (a dict with "skip_counts", shape (B, R) after collation) or a (..., R) count tensor.
+        The counts stay on the batch's device (no host sync per step); they are read at log time."""
+        counts = batch["skip_counts"] if isinstance(batch, dict) else batch
+        counts = torch.as_tensor(counts).detach().reshape(-1, len(SKIP_REASONS)).sum(0).long()
+        self.counts = self.counts.to(counts.device) + counts
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def as_dict(self) -> dict:
+        """``skipped_images`` always, ``skipped/<reason>`` for each reason seen."""
+        return {"skipped_images": self.total, **{f"skipped/{reason}": int(n) for reason, n in
+                                                 zip(SKIP_REASONS, self.counts) if n}}
+
+    def message(self) -> str | None:
+        """One line for the log, or None while nothing was skipped."""
+        if not self.total:
+            return None
+        noun = "image" if self.total == 1 else "images"
+        return f"skipped {self.total} unreadable {noun} so far: {describe_skips(self.counts)}"
 
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is unreadable, not silently grey
