@@ -205,7 +205,7 @@ def prepare_tokens(args, tokenizer, accelerator, resolution: int, label_columns:
     if missing:
         raise UsageError(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
     return encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
-                          info={"tokenizer_path": str(args.tokenizer), **key})
+                          info={"tokenizer_path": str(args.tokenizer), **key}, source=args.data)
 
 
 class TokensRecord:

@@ -209,3 +209,29 @@ def test_a_folder_with_nothing_readable_stops_before_training(tmp_path):
         run(folder, tmp_path / "run", "--max-steps", 2)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "run" / "checkpoint-2").exists()
+
+
+def test_encoding_for_a_prior_leaves_unreadable_images_out_and_counts_them(tmp_path):
+    """The prior's token set holds one row per readable image with that image's own labels, and says how many
+    were left out and why."""
+    from accelerate import Accelerator
+
+    from helpers.recipes import tiny_tokenizer_config, write_tagged_folder
+    from vqstack.data import ImageDataset, load_image_dataset
+    from vqstack.data.tokens import encode_dataset
+
+    folder = write_tagged_folder(tmp_path / "images", count=12)
+    (folder / "004.png").write_bytes(b"")  # a tagged row that cannot be read
+    data = (folder / "003.png").read_bytes()
+    (folder / "007.png").write_bytes(data[: len(data) // 2])
+    reset_accelerate()
+    torch.manual_seed(0)
+    tokenizer = vqstack.Tokenizer.from_config(tiny_tokenizer_config())
+    images = load_image_dataset(str(folder))
+    tokens, info = encode_dataset(tokenizer, images, tmp_path / "tokens", 16, Accelerator(), ["hair"], batch_size=5,
+                                  source=str(folder))
+    kept = [i for i in range(12) if i not in (4, 7)]
+    assert len(tokens) == 10 and tokens["hair"] == [images["hair"][i] for i in kept]
+    assert info["skipped_images"] == 2 and info["skipped/empty"] == 1 and info["skipped/truncated"] == 1
+    readable = ImageDataset(images, 16, random_flip=False)
+    assert tokens[4]["tokens"] == tokenizer.encode(readable.pixels(5)[None]).flatten().tolist()

@@ -7,7 +7,8 @@
 """
 __version__ = "0.1.0"
 
-from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, UnknownComponentError, build,
+from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, PluginWarning, UnknownComponentError,
+                   build,
                    component_spec, components, hookimpl, plugins_info, register_plugin, registry,
                    unregister_plugin)
 from .core.serialization import load_component, save_component
@@ -19,5 +20,5 @@ __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
     "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
     "Pipeline", "Quantizer", "QuantizerOutput", "UnknownComponentError", "DuplicateComponentError",
-    "PluginLoadError", "DISABLE_ENV",
+    "PluginLoadError", "PluginWarning", "DISABLE_ENV",
 ]

@@ -71,7 +71,10 @@ def vqstack_on_train_start(config, accelerator):
 
 @hookspec
 def vqstack_on_step_end(step, logs):
-    """Called on every process after each optimizer step; ``logs`` maps names to floats (losses, lr, usage)."""
+    """Called on every process after each optimizer step; ``logs`` maps names to floats (losses, usage, ...).
+
+    ``logs`` is a read-only mapping whose values are converted to floats when first read, so an observer that
+    reads nothing costs no device-to-host copy."""
 
 
 @hookspec

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..core.files import publish_dir, staging_dir
-from .images import ImageDataset
+from .images import SKIP_REASONS, ImageDataset, SkipTally, check_readable, skip_reason
 
 INFO_NAME = "tokens_info.json"
 
@@ -27,13 +27,36 @@ def check_single_codebook(tokenizer, name: str = "the tokenizer") -> None:
             f"quantizer (vq, ema, fsq, lfq) for stage 2.")
 
 
+class EveryRow(torch.utils.data.Dataset):
+    """Each row of an :class:`ImageDataset` as it is: its pixels, or zeros and a skip reason when it cannot be read
+    (encoding leaves such rows out, where training would replace them by the next readable one)."""
+
+    def __init__(self, samples: ImageDataset):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, row: int) -> dict:
+        counts = torch.zeros(len(SKIP_REASONS), dtype=torch.long)
+        try:
+            pixels = self.samples.pixels(row)
+        except Exception as err:  # counted by reason; the caller drops the row
+            counts[SKIP_REASONS.index(skip_reason(err))] = 1
+            size = self.samples.transform.resolution
+            pixels = torch.zeros(3, size, size)
+        return {"pixel_values": pixels, "skip_counts": counts, "index": row}
+
+
 @torch.no_grad()
 def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, label_columns=(),
-                   batch_size: int = 64, num_workers: int = 0, info: dict | None = None):
+                   batch_size: int = 64, num_workers: int = 0, info: dict | None = None, source: str | None = None):
     """Encode every image of the 🤗 dataset ``images`` (center-cropped to ``resolution``, no flips) with the
     frozen ``tokenizer`` and save ``tokens`` (h*w ints, raster order) plus the ``label_columns`` to ``directory``,
     with ``info`` (what the tokens were made from) added to its tokens_info.json.
 
+    Unreadable images are left out and counted per reason in tokens_info.json (``skipped_images``,
+    ``skipped/<reason>``); a data set with nothing readable raises DataError naming ``source`` (the --data value).
     Each process encodes a contiguous shard and writes it; the main process joins the shards in order. Returns
     the dataset and its info, loaded on every process."""
     from datasets import Dataset, Features, Sequence, Value, concatenate_datasets, load_from_disk
@@ -45,20 +68,26 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
     if accelerator.is_main_process:
         shutil.rmtree(shards_dir, ignore_errors=True)  # left by a run that crashed while encoding
     accelerator.wait_for_everyone()
+    check_readable(ImageDataset(images, resolution, random_flip=False), source)  # nothing readable: stop now
     shard = images.shard(num_shards=accelerator.num_processes, index=accelerator.process_index, contiguous=True)
-    samples = ImageDataset(shard, resolution, random_flip=False)
-    loader = torch.utils.data.DataLoader(samples, batch_size=batch_size, num_workers=num_workers)
+    loader = torch.utils.data.DataLoader(EveryRow(ImageDataset(shard, resolution, random_flip=False)),
+                                         batch_size=batch_size, num_workers=num_workers)
     labels = shard.select_columns(list(label_columns)) if label_columns else None
     rows = {"tokens": [], **{c: [] for c in label_columns}}
-    grid = None
+    grid, tally = None, SkipTally()
     for batch in loader:
-        tokens = tokenizer.encode(batch["pixel_values"].to(accelerator.device))
+        tally.add(batch)
+        readable = batch["skip_counts"].sum(1) == 0
+        tokens = tokenizer.encode(batch["pixel_values"][readable].to(accelerator.device))
         grid = tuple(tokens.shape[1:])
         rows["tokens"] += tokens.flatten(1).cpu().tolist()
         if labels is not None:
-            picked = labels[batch["index"].tolist()]
+            picked = labels[batch["index"][readable].tolist()]
             for column in label_columns:
                 rows[column] += picked[column]
+    skipped = SkipTally(accelerator.reduce(tally.counts.to(accelerator.device), "sum"))
+    if skipped.total:
+        accelerator.print(f"encoding {source or 'the images'}: {skipped.message()}; they are left out")
     shard_dir = shards_dir / f"{accelerator.process_index:05d}"
     features = Features({"tokens": Sequence(Value("int32")), **{c: images.features[c] for c in label_columns}})
     Dataset.from_dict(rows, features=features).save_to_disk(str(shard_dir))
@@ -67,7 +96,8 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
         shards = sorted(shards_dir.iterdir())
         merged = concatenate_datasets([load_from_disk(str(p)) for p in shards])
         staging = staging_dir(directory)
-        save_token_dataset(merged, staging, grid, tokenizer.quantizer.codebook_size, **(info or {}))
+        save_token_dataset(merged, staging, grid, tokenizer.quantizer.codebook_size, **(info or {}),
+                           **skipped.as_dict())
         publish_dir(staging, directory)  # an older token set is replaced only by a complete new one
         shutil.rmtree(shards_dir)  # the joined copy is on disk; the shards were only for joining
     accelerator.wait_for_everyone()
