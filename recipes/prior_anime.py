@@ -18,7 +18,8 @@ partial conditions ("blue hair" alone) are trained. --class-column trains a clas
 The encoded tokens depend on the tokenizer's weights, the data, the resolution and the labels; all four are
 recorded in tokens/tokens_info.json. A later run in the same --output-dir reuses tokens/ only when all of them
 match, and otherwise stops and names what changed (--rebuild-tokens encodes again). A share of the images
-(--val-fraction, fixed by --val-seed) is held out; its per-token NLL is logged as val_nll every --eval-every steps.
+(--val-fraction, fixed by --val-seed) is held out; its per-token NLL is logged as val_nll every --eval-every steps
+(val_masked_ce, the masked-token cross-entropy, for a masked prior such as maskgit).
 
 Writes to --output-dir: tokens/ (the encoded data set, reused by later runs), checkpoint-<step>/ (accelerate
 state), prior/ (config.json + model.safetensors + tokens_info.json naming the tokenizer it was trained for),
@@ -64,6 +65,9 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--data", default="huggan/anime-faces", help="the images (same forms as the tokenizer recipe)")
     p.add_argument("--output-dir", default="runs/prior-anime", help="where everything is written")
     p.add_argument("--preset", default="base", choices=sorted(PRESETS), help="transformer size (default: base)")
+    p.add_argument("--prior", default="ar",
+                   help="registered prior: ar (autoregressive, built in) or a plugin's, e.g. maskgit from "
+                        "plugins/vqstack-maskgit; the same sizes and conditions (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=None,
                    help="image size to encode at (default: the tokenizer's training resolution)")
     p.add_argument("--attributes", default="hair,eyes",
@@ -233,14 +237,15 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, 
     return order[count:].sort().values, order[:count].sort().values
 
 
-def validation_nll(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
-    """Mean per-token NLL (nats) of the held-out sequences, computed as ``vqstack eval`` computes ``nll``: each
-    process scores every num_processes-th sequence and the metric sums across processes."""
-    from vqstack.evaluation import token_nll
+def validation_loss(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
+    """Mean per-token loss of the held-out sequences: the NLL (nats), computed as ``vqstack eval`` computes
+    ``nll``, for an autoregressive prior; the masked-token cross-entropy for a masked one (maskgit). Each process
+    scores every num_processes-th sequence and the metric sums across processes."""
+    from vqstack.evaluation.generation import mean_prior_loss
 
     rank, world = accelerator.process_index, accelerator.num_processes
     with accelerator.autocast():
-        return token_nll(prior, sequences[rank::world], conditions[rank::world], batch_size)
+        return mean_prior_loss(prior, sequences[rank::world], conditions[rank::world], batch_size)
 
 
 def export_prior(prior, info: dict, output_dir: Path) -> None:
@@ -291,7 +296,7 @@ def train(args) -> dict:
     # --- the prior ----------------------------------------------------------------------------------------------
     with usage_errors():
         kwargs = prior_kwargs(args, info, tokens, preset, attributes)
-        prior = vqstack.build("prior", "ar", **kwargs)
+        prior = vqstack.build("prior", args.prior, **kwargs)
         sample_labels = default_sample_labels(args, kwargs)
         for label in sample_labels:  # an unknown label fails now, naming the known ones, not at the first grid
             prior.condition_tokens(label, 1)
@@ -317,7 +322,8 @@ def train(args) -> dict:
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
                              resumed_at=state.step if resume_from is not None else None)
-    hook().vqstack_on_train_start(config={**kwargs, "batch_size": batch_size, "lr": lr}, accelerator=accelerator)
+    hook().vqstack_on_train_start(config={**kwargs, "prior": args.prior, "batch_size": batch_size, "lr": lr},
+                                  accelerator=accelerator)
 
     def sample_grid(step: int) -> None:
         """One row of 8 samples per condition, guided, with a fixed seed."""
@@ -335,11 +341,13 @@ def train(args) -> dict:
         path.parent.mkdir(parents=True, exist_ok=True)
         make_grid_image(rows, columns=8).save(path)
 
+    val_name = "val_nll" if getattr(raw_prior, "causal", False) else "val_masked_ce"
+
     def validate(step: int) -> None:
         if len(val_sequences):
-            nll = validation_nll(raw_prior, val_sequences, val_conditions, batch_size, accelerator)
-            metrics_log.write({"step": step, "val_nll": nll, "val_sequences": len(val_sequences)})
-            hook().vqstack_on_validation_end(step=step, metrics={"val_nll": nll})
+            value = validation_loss(raw_prior, val_sequences, val_conditions, batch_size, accelerator)
+            metrics_log.write({"step": step, val_name: value, "val_sequences": len(val_sequences)})
+            hook().vqstack_on_validation_end(step=step, metrics={val_name: value})
 
     # --- the loop ------------------------------------------------------------------------------------------------
     progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process, desc="prior")

@@ -78,7 +78,7 @@ def cmd_sample(args) -> int:
 
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
     images = pipe(args.n, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale, seed=args.seed,
-                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                  temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, steps=args.steps)
     make_grid_image(images, columns=args.columns).save(args.out)
     print(f"{len(images)} images of {images[0].size[0]}x{images[0].size[1]} -> {args.out}")
     return 0
@@ -94,9 +94,27 @@ def cmd_inpaint(args) -> int:
     with Image.open(args.image) as image, Image.open(args.mask) as mask:
         repaired = pipe.inpaint(image, mask, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale,
                                 seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                                candidates=args.candidates)
+                                candidates=args.candidates, steps=args.steps)
     repaired.save(args.out)
     print(f"repaired image -> {args.out}")
+    return 0
+
+
+def cmd_outpaint(args) -> int:
+    """Grow an image beyond its border: the prior draws the new tokens, the original pixels stay inside."""
+    from PIL import Image
+
+    from .pipeline import Pipeline
+    from .repair import parse_extend
+
+    extend = parse_extend(args.extend)
+    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    with Image.open(args.image) as image:
+        grown = pipe.outpaint(image, extend, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale,
+                              seed=args.seed, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              steps=args.steps)
+    grown.save(args.out)
+    print(f"{grown.size[0]}x{grown.size[1]} image -> {args.out}")
     return 0
 
 
@@ -129,6 +147,8 @@ def add_generation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images")
+    p.add_argument("--steps", type=int, default=None,
+                   help="decoding passes of a parallel-decoding prior such as maskgit (default: the prior's own)")
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:
@@ -221,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1)")
     p.add_argument("--out", type=Path, default=Path("inpainted.png"), help="image to write (default: inpainted.png)")
     p.set_defaults(func=cmd_inpaint)
+
+    p = sub.add_parser("outpaint", help=cmd_outpaint.__doc__)
+    add_sampling_options(p)
+    p.add_argument("--image", required=True, type=Path, help="image to grow")
+    p.add_argument("--extend", required=True,
+                   help="tokens to add per side, e.g. left=8,right=8 (sides: top, bottom, left, right)")
+    p.add_argument("--out", type=Path, default=Path("outpainted.png"), help="image to write (default: outpainted.png)")
+    p.set_defaults(func=cmd_outpaint)
 
     p = sub.add_parser("eval", help=cmd_eval.__doc__, description=cmd_eval.__doc__ + " Runs under accelerate "
                        "launch (-m vqstack.cli eval ...) across processes.")

@@ -1,6 +1,7 @@
 """Two stages in one object: a prior samples token grids, the tokenizer decodes them into images."""
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -219,23 +220,24 @@ class Pipeline:
     @torch.inference_mode()
     def __call__(self, n: int = 1, labels=None, cfg_scale: float = 1.0, seed: int | None = None,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 batch_size: int = 64) -> list[Image.Image]:
-        """Sample ``n`` images; ``labels`` as the prior accepts them (one for all, or one per image)."""
-        generator = self.generator(seed)
+                 batch_size: int = 64, steps: int | None = None) -> list[Image.Image]:
+        """Sample ``n`` images; ``labels`` as the prior accepts them (one for all, or one per image); ``steps``:
+        decoding passes of a parallel-decoding prior (maskgit)."""
+        generator, options = self.generator(seed), self.decoding_options(steps)
         per_image = labels if isinstance(labels, (list, tuple, torch.Tensor)) else None
         images = []
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             batch_labels = per_image[start:start + count] if per_image is not None else labels
             tokens = self.prior.generate(count, labels=batch_labels, cfg_scale=cfg_scale, temperature=temperature,
-                                         top_k=top_k, top_p=top_p, generator=generator)
+                                         top_k=top_k, top_p=top_p, generator=generator, **options)
             images += to_pil(self.decode(tokens))
         return images
 
     @torch.inference_mode()
     def inpaint(self, image: Image.Image, mask: Image.Image, labels=None, cfg_scale: float = 1.0,
                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, candidates: int = 1) -> Image.Image:
+                top_p: float | None = None, candidates: int = 1, steps: int | None = None) -> Image.Image:
         """Re-sample the tokens under the white part of ``mask`` (raster order, every other token kept), decode, and
         paste the original back outside the mask with a one-cell feather.
 
@@ -243,14 +245,62 @@ class Pipeline:
         when any pixel of its cell is masked. ``candidates`` > 1 samples that many fills in one batch and keeps the
         one under which the prior finds the known tokens after the hole likeliest."""
         check_inpaint_inputs(image, mask, candidates)
+        if candidates > 1 and not getattr(self.prior, "causal", False):
+            raise ValueError(f"candidates={candidates} ranks fills by how an autoregressive prior (ar) scores the "
+                             f"tokens after the hole; this prior ({type(self.prior).__name__}) already sees every "
+                             f"side of the hole: use candidates=1.")
         original = from_pil(image, self.image_size).to(self.device)
         cells = mask_cells(mask, self.grid).to(self.device)
         tokens = self.tokenizer.encode(original).flatten(1)
         known = torch.where(cells.flatten(1), torch.full_like(tokens, -1), tokens)
         fills = self.prior.generate(candidates, labels=labels, cfg_scale=cfg_scale, temperature=temperature,
-                                    top_k=top_k, top_p=top_p, generator=self.generator(seed), known=known)
+                                    top_k=top_k, top_p=top_p, generator=self.generator(seed), known=known,
+                                    **self.decoding_options(steps))
         generated = self.decode(self.best_fill(fills, known, labels))
         return to_pil(torch.lerp(original, generated, feather(cells, self.tokenizer.downsample)))[0]
+
+    @torch.inference_mode()
+    def outpaint(self, image: Image.Image, extend: dict[str, int], labels=None, cfg_scale: float = 1.0,
+                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, steps: int | None = None) -> Image.Image:
+        """Grow ``image`` by ``extend`` tokens per side (``{"left": 8, "right": 8}``; a token is
+        ``tokenizer.downsample`` pixels): the image maps onto the pipeline's image size, the prior fills the new
+        tokens window by window (vqstack/repair.py), the grown grid is decoded, and the original pixels are pasted
+        back inside the old border with a one-cell feather."""
+        from .repair import SIDES, fill_canvas
+
+        unknown_sides = set(extend) - set(SIDES)
+        extend = {side: int(extend.get(side, 0)) for side in SIDES}
+        if unknown_sides or min(extend.values()) < 0 or not any(extend.values()):
+            raise ValueError(f"extend must give tokens >= 0 per side ({', '.join(SIDES)}), at least one > 0; "
+                             f"got {extend}.")
+        original = from_pil(image, self.image_size).to(self.device)
+        (h, w), f = self.grid, self.tokenizer.downsample
+        canvas = torch.full((h + extend["top"] + extend["bottom"], w + extend["left"] + extend["right"]), -1,
+                            dtype=torch.long, device=self.device)
+        inside = (slice(extend["top"], extend["top"] + h), slice(extend["left"], extend["left"] + w))
+        canvas[inside] = self.tokenizer.encode(original)[0]
+        generator, options = self.generator(seed), self.decoding_options(steps)
+
+        def draw(known: torch.Tensor) -> torch.Tensor:
+            return self.prior.generate(1, labels=labels, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
+                                       top_p=top_p, generator=generator, known=known, **options)
+
+        generated = self.tokenizer.decode(fill_canvas(canvas, self.grid, extend, draw)[None])
+        cells = torch.ones(1, 1, *canvas.shape, device=self.device)
+        cells[(0, 0, *inside)] = 0
+        kept = torch.zeros_like(generated)
+        kept[..., inside[0].start * f:inside[0].stop * f, inside[1].start * f:inside[1].stop * f] = original
+        return to_pil(torch.lerp(kept, generated, feather(cells.bool(), f)))[0]
+
+    def decoding_options(self, steps: int | None) -> dict:
+        """``steps`` for a prior that decodes in parallel passes (maskgit); a one-line error for one that does not."""
+        if steps is None:
+            return {}
+        if "steps" not in inspect.signature(self.prior.generate).parameters:
+            raise ValueError(f"steps={steps} sets the decoding passes of a parallel-decoding prior (maskgit); this "
+                             f"prior ({type(self.prior).__name__}) samples one token per pass: drop steps.")
+        return {"steps": steps}
 
     def best_fill(self, fills: torch.Tensor, known: torch.Tensor, labels=None) -> torch.Tensor:
         """The (1, seq_len) fill whose following known tokens the prior finds likeliest; the first on ties."""

@@ -1,8 +1,7 @@
 """The core: hook specifications, component registries and the plugin manager."""
 from .hookspecs import hookimpl, hookspec
 from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, PluginLoadError, PluginWarning, hook, plugin_manager,
-                      plugins_info,
-                      register_plugin, registry, reset, unregister_plugin)
+                      plugins_info, register_plugin, registry, reset, unregister_plugin)
 from .registry import (KIND_HOOKS, DuplicateComponentError, Registry, UnknownComponentError, component_spec)
 
 

@@ -188,7 +188,7 @@ def sample_batches(pipe, args, accelerator):
     samples = sample_images(pipe, args.num_samples, sample_labels(args.labels), batch_size=args.batch_size,
                             seed=args.seed, rank=accelerator.process_index, world=accelerator.num_processes,
                             cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p)
+                            top_p=args.top_p, steps=args.steps)
     return tqdm(samples, total=mine, desc="samples", disable=not accelerator.is_main_process)
 
 
@@ -202,7 +202,8 @@ def sample_labels(text: str | None):
 
 
 def sampling_record(args) -> dict:
-    return {name: getattr(args, name) for name in ("labels", "cfg_scale", "seed", "temperature", "top_k", "top_p")}
+    return {name: getattr(args, name) for name in ("labels", "cfg_scale", "seed", "temperature", "top_k", "top_p",
+                                                  "steps")}
 
 
 def validation_nll(prior, args, accelerator) -> tuple[float, int]:

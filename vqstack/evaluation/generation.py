@@ -41,7 +41,7 @@ def sample_images(pipeline, n: int, labels=None, *, batch_size: int = 32, seed: 
     """Sample ``n`` images with ``pipeline`` (a :class:`vqstack.Pipeline`) in chunks of ``batch_size``, chunk i from
     seed ``chunk_seed(seed, i)``; yield this process's chunks (i % world == rank) as (B, 3, H, W) in [-1, 1].
 
-    ``sampling``: cfg_scale, temperature, top_k, top_p, as the pipeline takes them. The images pass through 8-bit
+    ``sampling``: cfg_scale, temperature, top_k, top_p, steps, as the pipeline takes them. The images pass through 8-bit
     PIL images, as samples saved to files and scored by other tools do."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"The number of samples must be a positive int, got {n!r}.")
@@ -70,8 +70,19 @@ def evaluate_samples(samples: Iterable, references: Iterable, metrics=DEFAULT_ME
 @torch.no_grad()
 def token_nll(prior, sequences: torch.Tensor, labels: list | None = None, batch_size: int = 64,
               sync_on_compute: bool = True) -> float:
-    """Mean per-token negative log-likelihood (nats) of ``sequences`` (N, seq_len) under ``prior``, each under its
-    own label (``labels``: one per sequence, or None for the null condition); summed over processes."""
+    """Mean per-token negative log-likelihood (nats) of ``sequences`` (N, seq_len) under an autoregressive
+    ``prior``, each under its own label (``labels``: one per sequence, or None for the null condition); summed over
+    processes."""
+    if not getattr(prior, "causal", False):
+        raise ValueError(f"nll is the next-token likelihood of an autoregressive prior (ar); "
+                         f"{type(prior).__name__} is not one: measure its samples with fd-vgg instead.")
+    return mean_prior_loss(prior, sequences, labels, batch_size, sync_on_compute)
+
+
+def mean_prior_loss(prior, sequences: torch.Tensor, labels: list | None = None, batch_size: int = 64,
+                    sync_on_compute: bool = True) -> float:
+    """The prior's own training loss on ``sequences`` in eval mode, averaged per token: the per-token NLL for ar,
+    the masked-token cross-entropy (at the masks its forward draws) for a masked prior such as maskgit."""
     from torchmetrics import MeanMetric
 
     from ..priors.ar import evaluating

@@ -34,6 +34,8 @@ def llamagen_mlp_dim(dim: int) -> int:
 
 
 class ARPrior(nn.Module):
+    causal = True  # raster-order next-token model: Pipeline.inpaint may rank fills by the tokens after the hole
+
     def __init__(
         self,
         vocab_size: int,                      # image tokens: the tokenizer's codebook_size

@@ -1,0 +1,75 @@
+"""Everything a plugin author imports, from one stable place.
+
+    from vqstack.api import hookimpl, Quantizer, QuantizerOutput, usage_metrics
+
+The modules behind these names (``vqstack.quantizers.base``, ``vqstack.priors.sampling``, ...) may move between
+versions; the names here stay. A package in ``plugins/`` imports only this module and the ``vqstack`` top level
+(``tests/test_public_api.py`` fails otherwise).
+
+What is here, by kind:
+
+- plugins: ``hookimpl``, ``register_plugin``, ``unregister_plugin``, ``build``, ``components``, ``registry``,
+  ``Registry`` (what a registration hook receives, for type hints), ``DuplicateComponentError``,
+  ``UnknownComponentError``, ``PluginWarning``, ``DISABLE_ENV``
+- quantizers: ``Quantizer``, ``QuantizerOutput``, ``to_vectors``, ``to_maps``, ``usage_metrics``, ``code_counts``,
+  ``is_metric_value``; codebook helpers ``CodebookQuantizer``, ``nearest_codes``, ``kmeans``, ``code_stats``;
+  process-group helpers ``all_reduce_sum_``, ``differentiable_all_reduce_sum``, ``broadcast_``, ``fp32``
+- encoders / decoders: ``Encoder``, ``Decoder`` (taming's conv nets) and their blocks ``ResnetBlock``,
+  ``AttnBlock``, ``Downsample``, ``Upsample``, ``Normalize``
+- discriminators: ``PatchDiscriminator``; perceptual losses: ``FrozenPerceptualLoss`` (the base of lpips/stlpips)
+- feature networks: ``FeatureNetwork`` (the frozen, always-eval base of the ``features`` kind);
+  ``MissingWeightsError`` (a ``FileNotFoundError``: raise it when pretrained weights are absent, and the checks
+  report the component as skipped, not failed)
+- priors: ``PriorOutput``, ``ConditionVocab`` (class / attribute conditions, null tokens, CFG dropout),
+  the sampling helpers ``process_logits``, ``sample_from_logits``, ``cfg_combine``, ``mask_invalid``,
+  ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and ``evaluating`` (eval mode for a block)
+- both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``save_component``, ``load_component``
+- conformance checks: ``check_component``, ``check_quantizer``, ``check_encoder``, ``check_decoder``,
+  ``check_discriminator``, ``check_perceptual``, ``check_prior``, ``check_features``, ``build_example``,
+  ``example_kwargs``
+"""
+from __future__ import annotations
+
+from .autoencoders.blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample
+from .autoencoders.conv import Decoder, Encoder
+from .core import (DISABLE_ENV, DuplicateComponentError, PluginWarning, UnknownComponentError, build, components,
+                   hookimpl, register_plugin, registry, unregister_plugin)
+from .core.serialization import load_component, save_component
+from .core.registry import Registry
+from .discriminators.patchgan import PatchDiscriminator
+from .evaluation.features import FeatureNetwork
+from .evaluation.weights import MissingWeightsError
+from .perceptual.lpips import FrozenPerceptualLoss
+from .pipeline import Pipeline
+from .priors.ar import PriorOutput, evaluating
+from .priors.conditions import ConditionVocab
+from .priors.sampling import (cfg_combine, check_sampling_options, filter_top_k, filter_top_p, mask_invalid,
+                              process_logits, sample_from_logits)
+from .quantizers.base import (Quantizer, QuantizerOutput, code_counts, is_metric_value, to_maps, to_vectors,
+                              usage_metrics)
+from .quantizers.codebook import (CodebookQuantizer, all_reduce_sum_, broadcast_, code_stats,
+                                  differentiable_all_reduce_sum, fp32, kmeans, nearest_codes)
+from .testing import (build_example, check_component, check_decoder, check_discriminator, check_encoder,
+                      check_features, check_perceptual, check_prior, check_quantizer, example_kwargs)
+from .tokenizer import Tokenizer, TokenizerOutput
+
+__all__ = [
+    # plugins
+    "hookimpl", "register_plugin", "unregister_plugin", "build", "components", "registry", "Registry",
+    "DuplicateComponentError", "UnknownComponentError", "PluginWarning", "DISABLE_ENV",
+    # quantizers
+    "Quantizer", "QuantizerOutput", "to_vectors", "to_maps", "usage_metrics", "code_counts", "is_metric_value",
+    "CodebookQuantizer", "nearest_codes", "kmeans", "code_stats", "all_reduce_sum_", "differentiable_all_reduce_sum",
+    "broadcast_", "fp32",
+    # encoders, decoders, discriminators, perceptual losses, feature networks
+    "Encoder", "Decoder", "ResnetBlock", "AttnBlock", "Downsample", "Upsample", "Normalize", "PatchDiscriminator",
+    "FrozenPerceptualLoss", "FeatureNetwork", "MissingWeightsError",
+    # priors
+    "PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine", "mask_invalid",
+    "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating",
+    # both stages
+    "Tokenizer", "TokenizerOutput", "Pipeline", "save_component", "load_component",
+    # conformance checks
+    "check_component", "check_quantizer", "check_encoder", "check_decoder", "check_discriminator", "check_perceptual",
+    "check_prior", "check_features", "build_example", "example_kwargs",
+]
