@@ -1,4 +1,5 @@
-"""Sampling speed of the AR prior: KV-cached loop vs re-running the whole prefix, with and without guidance.
+"""Sampling speed of the AR prior: KV-cached loop vs re-running the whole prefix, with and without guidance; and
+MaskGIT's parallel decoding (plugins/vqstack-maskgit) against it at equal model size.
 
 The model is the default prior (vocab 1024, 256 tokens = a 16x16 grid, dim 512, 8 blocks, 8 heads, 10 classes) with
 random weights; speed does not depend on what it learnt. Every case is timed over ``--reps`` runs after a warm-up
@@ -8,11 +9,18 @@ the KV cache read once per step) at the bandwidth of a large reduction. Small-ba
 
     python benchmarks/sampling_speed.py [--device cpu|cuda] [--dtype float32|bfloat16] [--json-out results.json]
     python benchmarks/sampling_speed.py --quick      # batches 1 and 8, one rep, the no-cache loop on 64 tokens only
+    python benchmarks/sampling_speed.py --maskgit-only   # just maskgit vs ar: 8 images of 256 tokens, same sizes
 
 Prints JSON. Cases: batch 1, 8, 64, each unguided and with classifier-free guidance (2x batch in one forward); at
 batch 8 also transformers' DynamicCache / StaticCache instead of our preallocated cache, and the no-cache loop (which
 re-runs the full prefix every step). The no-cache loop at batch 64 is skipped: it costs ~100x the cached run.
 Shared machines: CPU pressure (Linux PSI) is recorded before and after; compare runs only when it stayed low.
+
+maskgit vs ar: both priors built at MODEL's sizes with random weights, each timed through its public ``generate`` (ar
+with its KV cache) for 8 images, unguided and guided, maskgit at 8 and 12 passes; the ratio is maskgit's time over
+ar's in the same run (issue target: <= 0.25). "ratio_at_maskgit_floor" divides maskgit's compute floor (its FLOPs at
+this machine's matmul throughput) by ar's measured time: above 0.25, no maskgit implementation can meet the target
+on this device. Skipped, with a note, when the maskgit plugin is not installed.
 """
 from __future__ import annotations
 
@@ -138,12 +146,67 @@ def time_sampling(prior: ARPrior, batch: int, guided: bool, reps: int, steps: in
             "gflop": round(gflop, 1), "gflops_achieved": round(gflop / seconds, 1)}
 
 
+def time_generate(prior, batch: int, guided: bool, reps: int, **options) -> float:
+    """Fastest of ``reps`` runs of ``prior.generate(batch, ...)`` after a warm-up, seconds."""
+    labels = [i % prior.num_classes for i in range(batch)]
+
+    def run() -> None:
+        prior.generate(batch, labels=labels, cfg_scale=CFG_SCALE if guided else 1.0,
+                       generator=torch.Generator(prior.device).manual_seed(0), **options)
+        sync(prior.device)
+
+    run()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def maskgit_gflop(prior, rows: int, steps: int) -> float:
+    """Forward FLOPs of ``steps`` full passes over prefix + seq_len positions for ``rows`` rows: 2 * params per
+    position through every linear layer, plus attention over all positions (bidirectional: n^2 per layer)."""
+    linear = sum(m.weight.numel() for name, m in prior.named_modules()
+                 if isinstance(m, torch.nn.Linear) and name != "head")
+    n = prior.prefix_len + prior.seq_len
+    attention = 4 * prior.backbone.config.hidden_size * n * n * prior.backbone.config.num_hidden_layers
+    head = 2 * prior.head.weight.numel() * prior.seq_len
+    return steps * rows * (2 * linear * n + attention + head) / 1e9
+
+
+def maskgit_vs_ar(ar: ARPrior, device: torch.device, dtype: torch.dtype, reps: int, batch: int = 8) -> dict:
+    """maskgit's parallel decoding against ar's KV-cached loop: 8 images of 256 tokens at the same sizes."""
+    import vqstack
+
+    if "maskgit" not in vqstack.components("prior"):
+        return {"skipped": "the maskgit plugin is not installed: pip install -e plugins/vqstack-maskgit"}
+    torch.manual_seed(0)
+    maskgit = vqstack.build("prior", "maskgit", **MODEL)
+    torch.nn.init.normal_(maskgit.head.weight, std=0.02)
+    maskgit = maskgit.to(device=device, dtype=dtype).eval()
+    peak = matmul_gflops(device, dtype)
+    rows = []
+    for guided in (False, True):
+        ar_seconds = time_generate(ar, batch, guided, reps)
+        for steps in (8, 12):
+            seconds = time_generate(maskgit, batch, guided, reps, steps=steps)
+            floor = maskgit_gflop(maskgit, 2 * batch if guided else batch, steps) / peak
+            rows.append({"batch": batch, "cfg": guided, "maskgit_steps": steps, "maskgit_seconds": round(seconds, 3),
+                         "ar_seconds": round(ar_seconds, 3), "ratio": round(seconds / ar_seconds, 3),
+                         "ratio_target": 0.25, "maskgit_compute_floor_s": round(floor, 3),
+                         "ratio_at_maskgit_floor": round(floor / ar_seconds, 3)})
+    parameters = {name: sum(p.numel() for p in model.parameters()) for name, model in (("ar", ar), ("maskgit", maskgit))}
+    return {"parameters": parameters, "results": rows}
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="model weights dtype")
     p.add_argument("--reps", type=int, default=None, help="timed runs per case (default: 2, --quick: 1)")
     p.add_argument("--quick", action="store_true", help="batches 1 and 8 only, one rep, no-cache on 64 tokens")
+    p.add_argument("--maskgit-only", action="store_true", help="only maskgit vs ar at equal size")
     p.add_argument("--json-out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -155,6 +218,18 @@ def main(argv=None) -> dict:
     prior = prior.to(device=device, dtype=dtype).eval()
     pressure_before = cpu_pressure()
     peak, bandwidth = matmul_gflops(device, dtype), memory_gbps(device)
+
+    if args.maskgit_only:
+        report = {"benchmark": "maskgit vs ar sampling", "model": MODEL, "dtype": args.dtype, "device": str(device),
+                  "threads": torch.get_num_threads(), "torch": torch.__version__, "reps": reps,
+                  "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1),
+                  "cpu_pressure_before": pressure_before,
+                  "maskgit_vs_ar": maskgit_vs_ar(prior, device, dtype, reps), "cpu_pressure_after": cpu_pressure()}
+        print(json.dumps(report, indent=2))
+        if args.json_out:
+            with open(args.json_out, "w") as f:
+                f.write(json.dumps(report, indent=2) + "\n")
+        return report
 
     results = []
     for batch in (1, 8) if args.quick else (1, 8, 64):
@@ -197,7 +272,7 @@ def main(argv=None) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__, "reps": reps,
         "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1),
         "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
-        "summary": summary, "results": results,
+        "summary": summary, "results": results, "maskgit_vs_ar": maskgit_vs_ar(prior, device, dtype, reps),
         "notes": ["cache 'none' = no KV cache, the full prefix re-run every step"
                   + (" (first 64 tokens only, --quick)" if args.quick else ""),
                   "no-cache at batch 64 skipped: about 100x the cached run's time"],
