@@ -63,7 +63,7 @@ def render_part(section, name: str, record: dict | None, quick: bool = False) ->
         if name in EARLIER and not quick:  # keep the published hand measurement until run_all replaces it
             return wrap(missing[:-1] + "; until then, the hand measurement published before run_all existed:") \
                 + "\n\n" + EARLIER[name]
-        return missing
+        return wrap(missing)
     command = f"`{display_command(record['command'])}`"
     if "failed" in record:
         failed = record["failed"]
@@ -344,6 +344,38 @@ def colour_ablation(result: dict, record: dict) -> str:
         "Per colour, classifier accuracy on held-out originals → on their reconstructions:", per_colour])
 
 
+def maskgit_sampling(result: dict, record: dict) -> str:
+    comparison = result["maskgit_vs_ar"]
+    if "skipped" in comparison:
+        return comparison["skipped"]
+    rows = [[f"batch {r['batch']}{', CFG' if r['cfg'] else ''}", r["maskgit_steps"], r["maskgit_seconds"],
+             r["ar_seconds"], r["ratio"], r["maskgit_compute_floor_s"], r["ratio_at_maskgit_floor"]]
+            for r in comparison["results"]]
+    model, sizes = result["model"], comparison["parameters"]
+    return "\n\n".join([
+        f"Both at {model['depth']} layers, width {model['dim']}, vocab {model['vocab_size']}, {model['seq_len']} "
+        f"tokens per image ({sizes['ar'] / 1e6:.1f}M parameters ar, {sizes['maskgit'] / 1e6:.1f}M maskgit), "
+        f"{result['dtype']} on {result['device']}, {result['threads']} threads, best of {result['reps']}; matmul "
+        f"{result['matmul_gflops']} GFLOPS; CPU pressure {result.get('cpu_pressure_before')} before and "
+        f"{result.get('cpu_pressure_after')} after.",
+        table(["case", "maskgit passes", "maskgit s", "ar s", "ratio (target ≤ 0.25)", "maskgit compute floor s",
+               "floor / ar s"], rows)])
+
+
+def inpaint_maskgit_vs_ar(result: dict, record: dict) -> str:
+    names = ["reconstruction (floor)", "ar", "maskgit"]
+    rows = [[name, result[name]["st_lpips"], result[name]["seam_l1"], result[name]["fd_vgg"],
+             result[name].get("seconds_per_face", "–")] for name in names]
+    height, width = result["image_size"]
+    grid = f" The grid: `{result['grid_file']}`." if "grid_file" in result else ""
+    return "\n\n".join([
+        f"{result['faces']} held-out faces at {height}×{width}, the top {result['masked_token_rows']} of "
+        f"{result['grid'][0]} token rows masked; tokenizer `{option(record['command'], '--tokenizer')}`, ar "
+        f"`{option(record['command'], '--ar')}`, maskgit `{option(record['command'], '--maskgit')}`.{grid}",
+        table(["fill", "ST-LPIPS (VGG) to the original", "seam L1 (0–255)", "FD-VGG to the originals",
+               "s per face"], rows)])
+
+
 # --- the page: static text around each benchmark's tables -------------------------------------------------------
 
 TRAINED = " --tokenizer DIR --prior DIR"
@@ -478,4 +510,28 @@ the right, where raster-order sampling has seen nothing of what follows. A fill 
 reaches 0; lower means the fill agrees better with the face around it.""",
             inpaint_candidates, fixed("1 candidate (plain sampling)"), [("inpaint_candidates", None)],
             needs=TRAINED),
+
+    Section("MaskGIT against ar: sampling speed", """
+`benchmarks/sampling_speed.py --maskgit-only`: the `maskgit` prior of `plugins/vqstack-maskgit` and the built-in
+`ar` at the same sizes, random weights, each timed through its public `generate` (ar with its KV cache) for 8 images
+of 256 tokens, unguided and with classifier-free guidance, maskgit at 8 and 12 passes. The compute floor is
+maskgit's FLOPs (every pass runs all 256 + prefix positions through every layer) at the measured matmul
+throughput.""",
+            maskgit_sampling, fixed("ar's `generate` in the same run (ratio = maskgit s / ar s)"),
+            [("maskgit_sampling", None)], why="""
+Why the target (≤ 0.25× ar) cannot hold on a CPU: maskgit does 8–12 full passes over 8 × 257 positions, about
+0.9–1.4 TFLOP unguided, while ar's cached loop does about 1/10 of that work in 256 small steps whose cost here is
+memory traffic. A CPU is compute-bound for maskgit, so its floor alone exceeds ar's measured time (floor / ar s > 1).
+On a GPU, ar's 256 sequential steps are latency-bound and maskgit's 8–12 large passes are not, which is where
+MaskGIT's published speed-ups come from; not measured here (no GPU lent)."""),
+
+    Section("Inpainting the hair: ar against maskgit", """
+`benchmarks/inpaint_maskgit_vs_ar.py`: the faces the prior recipe held out lose the top third of their token grid
+(the hair) and each prior fills it, unconditioned, one sample per face with the same seeds; the original is pasted
+back below. ar draws the hole first in raster order and sees nothing of the face under it; maskgit sees the whole
+kept face in every pass. ST-LPIPS (VGG) between each repaired face and its original (mean), the mean absolute pixel
+difference in the hole's last token row (the seam with the kept face), and FD-VGG between the repaired set and the
+originals; the tokenizer's plain reconstruction is the floor.""",
+            inpaint_maskgit_vs_ar, fixed("the tokenizer's reconstruction of the same faces (floor)"),
+            [("inpaint_maskgit_vs_ar", None)], needs=TRAINED + " --maskgit DIR"),
 ]

@@ -57,6 +57,7 @@ def benchmarks(args) -> list[Benchmark]:
     cuda = args.device == "cuda"
     trained = ["--tokenizer", str(args.tokenizer), "--prior", str(args.prior)]
     no_trained = None if args.tokenizer and args.prior else "needs --tokenizer DIR --prior DIR (trained artifacts)"
+    maskgit = getattr(args, "maskgit", None)
     train = (["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--steps", "2"] if quick
              else ["--mixed-precision", "bf16", "--batch-size", "32", "--steps", "20"] if cuda else [])
     return [
@@ -83,6 +84,13 @@ def benchmarks(args) -> list[Benchmark]:
         Benchmark("inpaint_candidates", "inpaint_candidates", ["benchmarks/inpaint_candidates.py", *trained,
                   "--data", ANIME] + (["--faces", "2", "--candidates", "1", "2"] if quick else []), None,
                   skip=no_trained),
+        Benchmark("maskgit_sampling", "sampling_speed", ["benchmarks/sampling_speed.py", *device, "--maskgit-only",
+                  "--reps", "1" if quick else "3"], "--json-out"),
+        Benchmark("inpaint_maskgit_vs_ar", "inpaint_maskgit_vs_ar", [
+                  "benchmarks/inpaint_maskgit_vs_ar.py", "--tokenizer", str(args.tokenizer), "--ar", str(args.prior),
+                  "--maskgit", str(maskgit), "--data", ANIME]
+                  + (["--faces", "2"] if quick else ["--grid", "docs/images/inpaint-ar-vs-maskgit.png"]), "--json-out",
+                  skip=no_trained or (None if maskgit else "needs --maskgit DIR (a trained maskgit prior)")),
     ]
 
 
@@ -224,6 +232,8 @@ def main(argv=None) -> int:
     p.add_argument("--tokenizer", type=Path, default=None, help="a trained tokenizer (hair_colour, tokenizer_eval, "
                                                                   "inpaint_candidates)")
     p.add_argument("--prior", type=Path, default=None, help="a trained prior (hair_colour, inpaint_candidates)")
+    p.add_argument("--maskgit", type=Path, default=None,
+                   help="a trained maskgit prior on --tokenizer's tokens (inpaint_maskgit_vs_ar)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="where quantizer_speed, sampling_speed and the matmul run (default: cuda if present)")
     args = p.parse_args(argv)

@@ -272,7 +272,7 @@ def main(argv=None) -> dict:
         "torch": torch.__version__, "transformers": transformers.__version__, "reps": reps,
         "matmul_gflops": round(peak, 1), "memory_gbps": round(bandwidth, 1),
         "cpu_pressure_before": pressure_before, "cpu_pressure_after": cpu_pressure(),
-        "summary": summary, "results": results, "maskgit_vs_ar": maskgit_vs_ar(prior, device, dtype, reps),
+        "summary": summary, "results": results,
         "notes": ["cache 'none' = no KV cache, the full prefix re-run every step"
                   + (" (first 64 tokens only, --quick)" if args.quick else ""),
                   "no-cache at batch 64 skipped: about 100x the cached run's time"],

@@ -62,6 +62,16 @@ RESULTS = {
     "inpaint_candidates": {"faces": 64, "image_size": [32, 32], "hole_tokens": 16,
                            "candidates_1": {"st_lpips": 0.21, "edge_l1": 30.1},
                            "candidates_8": {"st_lpips": 0.19, "edge_l1": 25.4}},
+    "maskgit_sampling": {
+        "model": {"vocab_size": 1024, "seq_len": 256, "dim": 512, "depth": 8}, "dtype": "float32", "device": "cpu",
+        "threads": 2, "reps": 3, "matmul_gflops": 189.5, "cpu_pressure_before": 0.0, "cpu_pressure_after": 0.0,
+        "maskgit_vs_ar": {"parameters": {"ar": 28325888, "maskgit": 26407936}, "results": [
+            {"batch": 8, "cfg": False, "maskgit_steps": 8, "maskgit_seconds": 5.978, "ar_seconds": 4.774,
+             "ratio": 1.252, "ratio_target": 0.25, "maskgit_compute_floor_s": 4.895, "ratio_at_maskgit_floor": 1.025}]}},
+    "inpaint_maskgit_vs_ar": {
+        "faces": 200, "image_size": [32, 32], "masked_token_rows": 3, "grid": [8, 8], "grid_file": "docs/g.png",
+        **{name: {"st_lpips": 0.2, "seam_l1": 20.0, "fd_vgg": 100.0} for name in ("reconstruction (floor)", "ar")},
+        "maskgit": {"st_lpips": 0.15, "seam_l1": 12.5, "fd_vgg": 80.0, "seconds_per_face": 0.5}},
 }
 
 
@@ -73,6 +83,8 @@ def page(tmp_path):
     for name, result in RESULTS.items():
         command = ["python", f"benchmarks/{name}.py"] + (trained if name in ("hair_colour", "inpaint_candidates",
                                                                             "tokenizer_eval") else [])
+        if name == "inpaint_maskgit_vs_ar":
+            command += ["--tokenizer", "runs/tok", "--ar", "runs/prior", "--maskgit", "runs/maskgit"]
         record = {"benchmark": name, "command": command + ["--json-out", str(tmp_path / f"{name}.json")],
                   "quick": name == "sampling_speed", "machine": MACHINE, "seconds": 12.0, "result": result}
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
@@ -88,7 +100,9 @@ def page(tmp_path):
 def test_every_table_and_machine_line(page):
     for header in ("| dim | vqstack `vq` |", "| case | tokens | seconds |", "| entry | s/step | × reference |",
                    "| variant | PSNR (dB) |", "| samples | followed (mean over colours) |", "| hair colour |",
-                   "| metric | value |", "| candidates | ST-LPIPS (VGG) to the original |"):
+                   "| metric | value |", "| candidates | ST-LPIPS (VGG) to the original |",
+                   "| batch 8 | 8 | 5.98 | 4.77 | 1.25 | 4.89 | 1.02 |",
+                   "| maskgit | 0.15 | 12.5 | 80 | 0.5 |", "maskgit `runs/maskgit`"):
         assert header in page, header
     assert "| 256 | 693 ms | 707 ms | 5092 ms | 5511 ms | 0.136 / 0.139 (≤ 0.6) | 349 / 221 MB vs 6526 MB |" in page
     assert "| `vqpytorch` | 1 | 1.00 |" in page and "| green | 66 % |" not in page
@@ -112,24 +126,25 @@ def test_missing_failed_and_quick(page):
     assert "**failed:** `python benchmarks/train_speed.py` (exit status 1) on 2026-11-28 10:00:00 UTC" in page
     assert "ValueError: boom" in page
     assert "**--quick smoke test: reduced sizes, not benchmark numbers**" in page
-    assert page.count("full run") == 6  # all but the quick and the failed results
+    assert page.count("full run") == 8  # all but the quick and the failed results
     assert "> **Smoke test.**" in page  # at the top, since one result is quick
 
 
 def test_every_benchmark_has_a_section():
-    args = argparse.Namespace(quick=False, device="cpu", tokenizer=Path("t"), prior=Path("p"))
+    args = argparse.Namespace(quick=False, device="cpu", tokenizer=Path("t"), prior=Path("p"), maskgit=Path("m"))
     names = {name for section in report.SECTIONS for name, _ in section.parts}
     assert {bench.name for bench in run_all.benchmarks(args)} == names
     quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=None, prior=None))
     assert {b.name for b in quick if b.skip} == {"quantizer_shootout_cifar10", "hair_colour", "inpaint_candidates",
-                                                  "tokenizer_eval"}
+                                                  "tokenizer_eval", "inpaint_maskgit_vs_ar"}
 
 
 def test_quick_page_names_the_quick_command(tmp_path):
     page = " ".join(report.render({}, tmp_path, quick=True).split())
     assert "Not measured yet: `python benchmarks/run_all.py --quick --only sampling_speed` produces it." in page
     # the one benchmark a quick run skips even with trained artifacts is not offered as a --quick command
-    quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=Path("t"), prior=Path("p")))
+    quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=Path("t"), prior=Path("p"),
+                                                  maskgit=Path("m")))
     assert [b.name for b in quick if b.skip] == [name for s in report.SECTIONS for name in s.not_quick]
     assert "Not part of a --quick run: `python benchmarks/run_all.py --only quantizer_shootout_cifar10`" in page
 
