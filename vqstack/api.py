@@ -20,8 +20,8 @@ What is here, by kind:
 - feature networks: ``FeatureNetwork`` (the frozen, always-eval base of the ``features`` kind);
   ``MissingWeightsError`` (a ``FileNotFoundError``: raise it when pretrained weights are absent, and the checks
   report the component as skipped, not failed)
-- priors: ``PriorOutput``, ``ConditionVocab`` (class / attribute conditions, null tokens, CFG dropout),
-  the sampling helpers ``process_logits``, ``sample_from_logits``, ``cfg_combine``, ``mask_invalid``,
+- priors: ``Prior`` (the base: sizes, conditions, CFG dropout, token checks), ``PriorOutput``, ``ConditionVocab``
+  (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``, ``cfg_combine``, ``mask_invalid``,
   ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and ``evaluating`` (eval mode for a block)
 - both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``save_component``, ``load_component``
 - conformance checks: ``check_component``, ``check_quantizer``, ``check_encoder``, ``check_decoder``,
@@ -41,7 +41,8 @@ from .evaluation.features import FeatureNetwork
 from .evaluation.weights import MissingWeightsError
 from .perceptual.lpips import FrozenPerceptualLoss
 from .pipeline import Pipeline
-from .priors.ar import PriorOutput, evaluating
+from .priors.ar import evaluating
+from .priors.base import Prior, PriorOutput
 from .priors.conditions import ConditionVocab
 from .priors.sampling import (cfg_combine, check_sampling_options, filter_top_k, filter_top_p, mask_invalid,
                               process_logits, sample_from_logits)
@@ -65,7 +66,7 @@ __all__ = [
     "Encoder", "Decoder", "ResnetBlock", "AttnBlock", "Downsample", "Upsample", "Normalize", "PatchDiscriminator",
     "FrozenPerceptualLoss", "FeatureNetwork", "MissingWeightsError",
     # priors
-    "PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine", "mask_invalid",
+    "Prior", "PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine", "mask_invalid",
     "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating",
     # both stages
     "Tokenizer", "TokenizerOutput", "Pipeline", "save_component", "load_component",

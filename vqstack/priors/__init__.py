@@ -5,13 +5,14 @@
 """
 from vqstack.core.hookspecs import hookimpl
 
-from .ar import ARPrior, PriorOutput
+from .ar import ARPrior
+from .base import Prior, PriorOutput
 from .conditions import ConditionVocab
 from .sampling import cfg_combine, filter_top_k, filter_top_p, mask_invalid, process_logits, sample_tokens
 
 BUILTIN_PRIORS = {"ar": ARPrior}
 
-__all__ = ["ARPrior", "PriorOutput", "ConditionVocab", "BUILTIN_PRIORS", "cfg_combine", "mask_invalid",
+__all__ = ["ARPrior", "Prior", "PriorOutput", "ConditionVocab", "BUILTIN_PRIORS", "cfg_combine", "mask_invalid",
            "filter_top_k", "filter_top_p", "process_logits", "sample_tokens"]
 
 

@@ -11,21 +11,14 @@ predicts image tokens only, so condition tokens can never be sampled.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
-from .conditions import ConditionVocab
+from .base import Prior, PriorOutput, check_positive_int
 from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, check_sampling_options, sample_tokens)
-
-
-@dataclass
-class PriorOutput:
-    loss: torch.Tensor    # scalar: mean cross-entropy of the image tokens
-    logits: torch.Tensor  # (B, seq_len, vocab_size): logits[:, i] predicts image token i
 
 
 def llamagen_mlp_dim(dim: int) -> int:
@@ -33,7 +26,7 @@ def llamagen_mlp_dim(dim: int) -> int:
     return -(-int(8 * dim / 3) // 256) * 256
 
 
-class ARPrior(nn.Module):
+class ARPrior(Prior):
     causal = True  # raster-order next-token model: Pipeline.inpaint may rank fills by the tokens after the hole
 
     def __init__(
@@ -55,20 +48,11 @@ class ARPrior(nn.Module):
         init_std: float = 0.02,               # std of the normal weight init (the head starts at zero, as LlamaGen)
     ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len), ("dim", dim), ("depth", depth),
-                            ("heads", heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
+            check_positive_int(name, value)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
-        for name, value in (("cond_dropout", cond_dropout), ("group_dropout", group_dropout)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value}.")
-        self.vocab_size, self.seq_len = vocab_size, seq_len
-        self.cond_dropout, self.group_dropout = cond_dropout, group_dropout
-        self.conditions = ConditionVocab(num_classes, class_names, attributes)
-        self.num_classes = self.conditions.num_classes
-        self.prefix_len = self.conditions.prefix_len
+        self.init_conditions(vocab_size, seq_len, num_classes, class_names, attributes, cond_dropout, group_dropout)
 
         self.config = LlamaConfig(
             vocab_size=vocab_size + self.conditions.num_tokens,  # input vocabulary: image tokens + condition tokens
@@ -81,39 +65,16 @@ class ARPrior(nn.Module):
         self.backbone = LlamaModel(self.config)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         nn.init.zeros_(self.head.weight)  # uniform first predictions, loss starts at log(vocab_size)
-        self.register_buffer("null_prefix", self.conditions.null + vocab_size, persistent=False)
 
     @classmethod
     def example_kwargs(cls) -> dict:
         """Tiny sizes for tests and conformance checks."""
         return {"vocab_size": 32, "seq_len": 16, "num_classes": 3, "dim": 32, "depth": 2, "heads": 2}
 
-    @property
-    def device(self) -> torch.device:
-        return self.head.weight.device
-
-    def condition_tokens(self, labels, n: int) -> torch.Tensor:
-        """The condition prefix (n, prefix_len) of ``labels``, as input-vocabulary ids."""
-        return (self.conditions.encode(labels, n) + self.vocab_size).to(self.device)
-
-    def check_tokens(self, tokens: torch.Tensor, what: str = "tokens") -> torch.Tensor:
-        """(B, seq_len) or (B, h, w) integer tokens -> (B, seq_len) long, with a clear error otherwise."""
-        if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dim() < 2:
-            got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"{what} must be an integer tensor (B, seq_len) or (B, h, w), got {got}.")
-        tokens = tokens.reshape(tokens.shape[0], -1).long()
-        if tokens.shape[1] != self.seq_len:
-            raise ValueError(f"{what} hold {tokens.shape[1]} tokens per sample, this prior models seq_len="
-                             f"{self.seq_len}.")
-        return tokens
-
     def forward(self, tokens: torch.Tensor, labels=None) -> PriorOutput:
         """Next-token cross-entropy of image ``tokens`` (B, seq_len) given ``labels`` (None = null condition)."""
         tokens = self.check_tokens(tokens)
-        low, high = tokens.aminmax()
-        if low < 0 or high >= self.vocab_size:
-            raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(low)}, {int(high)}]: was the "
-                             f"prior built for this tokenizer's codebook_size?")
+        self.check_range(tokens)
         prefix = self.condition_tokens(labels, tokens.shape[0])
         if self.training and self.conditions.is_conditional:
             prefix = self.drop_conditions(prefix)
@@ -121,15 +82,6 @@ class ARPrior(nn.Module):
         logits = self.head(hidden[:, self.prefix_len - 1:])
         loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
         return PriorOutput(loss=loss, logits=logits)
-
-    def drop_conditions(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Training only: replace condition tokens by their nulls at random, so one network also learns the
-        unconditional model (whole prefix, ``cond_dropout``) that classifier-free guidance needs and, with several
-        attribute groups, every partial condition (each group on its own, ``group_dropout``)."""
-        drop = torch.rand(prefix.shape[0], 1, device=prefix.device) < self.cond_dropout
-        if self.prefix_len > 1 and self.group_dropout > 0:
-            drop = drop | (torch.rand(prefix.shape, device=prefix.device) < self.group_dropout)
-        return torch.where(drop, self.null_prefix, prefix)
 
     @torch.inference_mode()
     def generate(self, n: int, labels=None, cfg_scale: float = 1.0, temperature: float = 1.0,
@@ -160,12 +112,7 @@ class ARPrior(nn.Module):
         if guided:  # one batch: [conditional; unconditional]
             prefix = torch.cat([prefix, self.null_prefix.expand(n, -1)])
         if known is not None:
-            known = self.check_tokens(known.to(self.device), "known")
-            if known.shape[0] not in (1, n):
-                raise ValueError(f"known has {known.shape[0]} rows for n={n} samples; give 1 or n.")
-            known = known.expand(n, -1)
-            if known.min() < -1 or known.max() >= self.vocab_size:
-                raise ValueError(f"known tokens must be -1 (unknown) or in [0, {self.vocab_size}).")
+            known = self.check_known(known, n)
         stepper = (KVCacheStepper if use_cache else RecomputeStepper)(
             self.backbone, self.head, self.prefix_len + self.seq_len, cache=cache)
         with evaluating(self):

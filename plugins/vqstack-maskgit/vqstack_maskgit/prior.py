@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from vqstack.api import (ConditionVocab, PriorOutput, check_sampling_options, evaluating, process_logits,
+from vqstack.api import (Prior, PriorOutput, check_sampling_options, evaluating, process_logits,
                          sample_from_logits)
 
 from .schedule import check_schedule, gumbel_noise, lowest, masked_after_pass, training_mask
@@ -26,7 +26,7 @@ from .schedule import check_schedule, gumbel_noise, lowest, masked_after_pass, t
 EVAL_MASK_SEED = 0  # eval-mode forward masks from this seed: a comparable validation loss, global RNG untouched
 
 
-class MaskGITPrior(nn.Module):
+class MaskGITPrior(Prior):
     # every position sees every other, so Pipeline.inpaint does not rank fills by "the tokens after the hole"
     causal = False
 
@@ -52,25 +52,20 @@ class MaskGITPrior(nn.Module):
         mask_schedule: str = "cosine",        # gamma(r), the masked fraction: "cosine", "linear", "square", "sqrt"
     ):
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("seq_len", seq_len), ("dim", dim), ("depth", depth),
-                            ("heads", heads), ("steps", steps)):
+        for name, value in (("dim", dim), ("depth", depth), ("heads", heads), ("steps", steps)):
             check_positive_int(name, value)
         if mlp_dim is not None:
             check_positive_int("mlp_dim", mlp_dim)
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
-        for name, value in (("cond_dropout", cond_dropout), ("group_dropout", group_dropout), ("dropout", dropout)):
-            if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value}.")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if not isinstance(choice_temperature, numbers.Real) or not choice_temperature >= 0:
             raise ValueError(f"choice_temperature must be a number >= 0 (0 = no noise), got {choice_temperature!r}.")
         check_schedule(mask_schedule)
-        self.vocab_size, self.seq_len = vocab_size, seq_len
-        self.cond_dropout, self.group_dropout = cond_dropout, group_dropout
+        # sizes, the condition vocabulary (the same ids as "ar"), the null prefix and CFG dropout: vqstack.api.Prior
+        self.init_conditions(vocab_size, seq_len, num_classes, class_names, attributes, cond_dropout, group_dropout)
         self.steps, self.choice_temperature, self.mask_schedule = steps, float(choice_temperature), mask_schedule
-        self.conditions = ConditionVocab(num_classes, class_names, attributes)
-        self.num_classes = self.conditions.num_classes
-        self.prefix_len = self.conditions.prefix_len
         # input vocabulary: image tokens, condition tokens (the same ids as "ar"), then [MASK]
         self.mask_id = vocab_size + self.conditions.num_tokens
 
@@ -86,31 +81,11 @@ class MaskGITPrior(nn.Module):
         self.head = nn.Linear(dim, vocab_size)  # image tokens only: condition and [MASK] ids are never predicted
         nn.init.zeros_(self.head.weight)  # uniform first predictions, loss starts at log(vocab_size)
         nn.init.zeros_(self.head.bias)
-        self.register_buffer("null_prefix", self.conditions.null + vocab_size, persistent=False)
 
     @classmethod
     def example_kwargs(cls) -> dict:
         """Tiny sizes for tests and conformance checks."""
         return {"vocab_size": 32, "seq_len": 16, "num_classes": 3, "dim": 32, "depth": 2, "heads": 2, "steps": 6}
-
-    @property
-    def device(self) -> torch.device:
-        return self.head.weight.device
-
-    def condition_tokens(self, labels, n: int) -> torch.Tensor:
-        """The condition prefix (n, prefix_len) of ``labels``, as input-vocabulary ids."""
-        return (self.conditions.encode(labels, n) + self.vocab_size).to(self.device)
-
-    def check_tokens(self, tokens: torch.Tensor, what: str = "tokens") -> torch.Tensor:
-        """(B, seq_len) or (B, h, w) integer tokens -> (B, seq_len) long, with a clear error otherwise."""
-        if not isinstance(tokens, torch.Tensor) or tokens.is_floating_point() or tokens.dim() < 2:
-            got = f"{tokens.dtype} {tuple(tokens.shape)}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"{what} must be an integer tensor (B, seq_len) or (B, h, w), got {got}.")
-        tokens = tokens.reshape(tokens.shape[0], -1).long()
-        if tokens.shape[1] != self.seq_len:
-            raise ValueError(f"{what} hold {tokens.shape[1]} tokens per sample, this prior models seq_len="
-                             f"{self.seq_len}.")
-        return tokens
 
     def logits(self, prefix: torch.Tensor, image_ids: torch.Tensor, positions: torch.Tensor | None = None):
         """Backbone over [prefix; image_ids] -> head logits of every image position (B, seq_len, V), or only of the
@@ -125,10 +100,7 @@ class MaskGITPrior(nn.Module):
         ceil(gamma(r) * seq_len) random positions, r ~ U(0, 1): from the global RNG while training, from a fixed seed
         in eval mode (a validation loss comparable between evaluations, and no draw from the training stream)."""
         tokens = self.check_tokens(tokens)
-        low, high = tokens.aminmax()
-        if low < 0 or high >= self.vocab_size:
-            raise ValueError(f"tokens must lie in [0, {self.vocab_size}), got [{int(low)}, {int(high)}]: was the "
-                             f"prior built for this tokenizer's codebook_size?")
+        self.check_range(tokens)
         if mask is None:
             mask = self.draw_mask(tokens.shape[0])
         elif mask.shape != tokens.shape or mask.dtype != torch.bool or not mask.any():
@@ -150,15 +122,6 @@ class MaskGITPrior(nn.Module):
         # a CPU generator: the same masks wherever the model runs
         generator = torch.Generator().manual_seed(EVAL_MASK_SEED)
         return training_mask(batch, self.seq_len, self.mask_schedule, self.device, generator)
-
-    def drop_conditions(self, prefix: torch.Tensor) -> torch.Tensor:
-        """Training only, as the "ar" prior: replace condition tokens by their nulls at random, so one network also
-        learns the unconditional model (whole prefix, ``cond_dropout``) that classifier-free guidance needs and, with
-        several attribute groups, every partial condition (each group on its own, ``group_dropout``)."""
-        drop = torch.rand(prefix.shape[0], 1, device=prefix.device) < self.cond_dropout
-        if self.prefix_len > 1 and self.group_dropout > 0:
-            drop = drop | (torch.rand(prefix.shape, device=prefix.device) < self.group_dropout)
-        return torch.where(drop, self.null_prefix, prefix)
 
     @torch.inference_mode()
     def generate(self, n: int, labels=None, cfg_scale: float = 1.0, temperature: float = 1.0,
@@ -191,12 +154,7 @@ class MaskGITPrior(nn.Module):
         if known is None:
             known = torch.full((n, self.seq_len), -1, dtype=torch.long, device=self.device)
         else:
-            known = self.check_tokens(known.to(self.device), "known")
-            if known.shape[0] not in (1, n):
-                raise ValueError(f"known has {known.shape[0]} rows for n={n} samples; give 1 or n.")
-            known = known.expand(n, -1)
-            if known.min() < -1 or known.max() >= self.vocab_size:
-                raise ValueError(f"known tokens must be -1 (unknown) or in [0, {self.vocab_size}).")
+            known = self.check_known(known, n)
         with evaluating(self):
             return self.decode(prefix, known, steps, cfg_scale if guided else None, temperature, top_k, top_p,
                                generator)
