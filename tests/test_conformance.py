@@ -2,6 +2,7 @@
 
 A component is checked the moment it registers, plugins included."""
 import pytest
+import torch
 
 import vqstack
 from vqstack.testing import CHECKS, check_component
@@ -36,3 +37,17 @@ def test_a_broken_quantizer_fails_the_checks():
 
     with pytest.raises(AssertionError, match="indices_to_codes"):
         CHECKS["quantizer"](OffByOne(dim=8, codebook_size=16))
+
+
+def test_a_prior_whose_generate_lacks_arguments_is_named():
+    """A plugin prior must take generate()'s contract arguments by name: the check names the missing ones."""
+    from vqstack.api import build_example
+
+    prior = build_example("prior", "ar")
+
+    def generate(n, labels=None, cfg_scale=1.0):  # no temperature, top_k, top_p, generator
+        return torch.zeros(n, prior.seq_len, dtype=torch.long)
+
+    prior.generate = generate
+    with pytest.raises(AssertionError, match="generate.. lacks temperature, top_k, top_p, generator"):
+        CHECKS["prior"](prior)

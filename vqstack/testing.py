@@ -151,8 +151,24 @@ def check_perceptual(perceptual, batch: int = 2, size: int = 32) -> None:
     assert same.abs().max() < 1e-4 + 1e-3 * d.detach().abs().max(), f"{name}: distance of identical images != 0"
 
 
+GENERATE_ARGUMENTS = ("n", "labels", "cfg_scale", "temperature", "top_k", "top_p", "generator")  # DESIGN.md
+
+
+def missing_generate_arguments(prior) -> list[str]:
+    """The arguments of the contract's ``generate`` that ``prior.generate`` does not take (``**kwargs`` takes all)."""
+    import inspect
+
+    parameters = inspect.signature(prior.generate).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return []
+    return [name for name in GENERATE_ARGUMENTS if name not in parameters]
+
+
 def check_prior(prior, batch: int = 2) -> None:
     name = type(prior).__name__
+    missing = missing_generate_arguments(prior)
+    assert not missing, (f"{name}: generate() lacks {', '.join(missing)}; a prior's generate takes "
+                         f"{', '.join(GENERATE_ARGUMENTS)} (Pipeline and vqstack sample pass them by name)")
     assert isinstance(prior.vocab_size, int) and isinstance(prior.seq_len, int), f"{name}: vocab_size, seq_len ints"
     tokens = torch.randint(0, prior.vocab_size, (batch, prior.seq_len))
     prior.train()
