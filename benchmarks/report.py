@@ -521,7 +521,8 @@ throughput.""",
             [("maskgit_sampling", None)], why="""
 Why the target (≤ 0.25× ar) cannot hold on a CPU: maskgit does 8–12 full passes over 8 × 257 positions, about
 0.9–1.4 TFLOP unguided, while ar's cached loop runs each position through the model once, 1/8 to 1/12 of that work,
-in 256 small steps whose cost here is memory traffic. A CPU is compute-bound for maskgit, so its floor alone exceeds ar's measured time (floor / ar s > 1).
+in 256 small steps whose cost here is memory traffic. A CPU is compute-bound for maskgit, so its floor alone
+exceeds ar's measured time (floor / ar s > 1).
 On a GPU, ar's 256 sequential steps are latency-bound and maskgit's 8–12 large passes are not, which is where
 MaskGIT's published speed-ups come from; not measured here (no GPU lent)."""),
 

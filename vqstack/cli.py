@@ -125,6 +125,16 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
+def cmd_degrade(args) -> int:
+    """Degrade an image, or every image of a folder (same file names in --out), to make restoration test inputs."""
+    from .restoration.degrade import degrade_files, parse_spec
+
+    degradation = parse_spec(args.spec)
+    count = degrade_files(degradation, args.image, args.out, seed=args.seed)
+    print(f"{count} image{'s' * (count != 1)} degraded with {degradation} -> {args.out}")
+    return 0
+
+
 def parse_labels(text: str | None):
     """"3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior as is."""
     if text is None:
@@ -254,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "launch (-m vqstack.cli eval ...) across processes.")
     add_eval_options(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("degrade", help=cmd_degrade.__doc__, description=cmd_degrade.__doc__)
+    p.add_argument("--spec", required=True,
+                   help="steps applied in order, e.g. blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90 (LOW-HIGH drawn per "
+                        "image; steps: blur:SIGMA px, down:2|4|8, noise:STD on [0,1], poisson:PHOTONS at white, "
+                        "jpeg:QUALITY 1-100)")
+    p.add_argument("--image", required=True, type=Path, help="image file, or a folder of images")
+    p.add_argument("--out", required=True, type=Path,
+                   help="image file to write, or for a folder --image the folder to write (same file names)")
+    p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images (default: 0)")
+    p.set_defaults(func=cmd_degrade)
     return parser
 
 
