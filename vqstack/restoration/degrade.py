@@ -72,21 +72,31 @@ def parse_range(step, args: str, low_limit: float, high_limit: float, what: str,
 
 
 @dataclasses.dataclass(frozen=True)
-class Blur:
-    """Gaussian blur with sigma (pixels) drawn from [low, high]."""
+class RangeStep:
+    """A step whose parameter is drawn from [low, high]; subclasses set ``name``, ``example``, ``limits`` (the
+    valid interval), ``what`` (the parameter, for messages) and ``integer``, and implement ``__call__``."""
 
     low: float
     high: float
-    name = "blur"
-    example = "blur:0.5-2"
+    integer = False
 
     @classmethod
-    def parse(cls, args: str) -> "Blur":
-        # beyond ~20 pixels every image in the sizes trained here is a flat colour; a larger value is a typo
-        return cls(*parse_range(cls, args, 0.0, 20.0, "sigma in pixels"))
+    def parse(cls, args: str) -> "RangeStep":
+        low, high = parse_range(cls, args, *cls.limits, cls.what, integer=cls.integer)
+        return cls(int(low), int(high)) if cls.integer else cls(low, high)
 
     def __str__(self) -> str:
         return f"{self.name}:{_range_text(self.low, self.high)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Blur(RangeStep):
+    """Gaussian blur with sigma (pixels) drawn from [low, high]."""
+
+    name = "blur"
+    example = "blur:0.5-2"
+    # beyond ~20 pixels every image in the sizes trained here is a flat colour; a larger value is a typo
+    limits, what = (0.0, 20.0), "sigma in pixels"
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         from torchvision.transforms.v2.functional import gaussian_blur
@@ -133,20 +143,12 @@ class Down:
 
 
 @dataclasses.dataclass(frozen=True)
-class Noise:
+class Noise(RangeStep):
     """Additive Gaussian noise, std drawn from [low, high] on the [0, 1] image scale."""
 
-    low: float
-    high: float
     name = "noise"
     example = "noise:0-0.1"
-
-    @classmethod
-    def parse(cls, args: str) -> "Noise":
-        return cls(*parse_range(cls, args, 0.0, 1.0, "the std on the [0, 1] image scale"))
-
-    def __str__(self) -> str:
-        return f"{self.name}:{_range_text(self.low, self.high)}"
+    limits, what = (0.0, 1.0), "the std on the [0, 1] image scale"
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         std = _uniform(self.low, self.high, generator)
@@ -154,21 +156,13 @@ class Noise:
 
 
 @dataclasses.dataclass(frozen=True)
-class Poisson:
+class Poisson(RangeStep):
     """Poisson (shot) noise: PEAK photons, drawn from [low, high], at white."""
 
-    low: float
-    high: float
     name = "poisson"
     example = "poisson:50-200"
-
-    @classmethod
-    def parse(cls, args: str) -> "Poisson":
-        # below one photon at white the image is mostly black; 1e6 photons is already noiseless in 8 bits
-        return cls(*parse_range(cls, args, 1.0, 1e6, "photons at white"))
-
-    def __str__(self) -> str:
-        return f"{self.name}:{_range_text(self.low, self.high)}"
+    # below one photon at white the image is mostly black; 1e6 photons is already noiseless in 8 bits
+    limits, what = (1.0, 1e6), "photons at white"
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         peak = _uniform(self.low, self.high, generator)
@@ -176,21 +170,12 @@ class Poisson:
 
 
 @dataclasses.dataclass(frozen=True)
-class Jpeg:
+class Jpeg(RangeStep):
     """JPEG compression at an integer quality drawn from [low, high]."""
 
-    low: int
-    high: int
     name = "jpeg"
     example = "jpeg:30-90"
-
-    @classmethod
-    def parse(cls, args: str) -> "Jpeg":
-        low, high = parse_range(cls, args, 1, 100, "quality", integer=True)
-        return cls(int(low), int(high))
-
-    def __str__(self) -> str:
-        return f"{self.name}:{_range_text(self.low, self.high)}"
+    limits, what, integer = (1, 100), "quality", True
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         import numpy as np
