@@ -170,10 +170,10 @@ def train(args) -> dict:
     with usage_errors():  # nothing readable: one line before training, not a traceback from a worker
         every_row = ImageDataset(images, config["resolution"], random_flip=False)
         check_readable(every_row, args.data)
-        train_rows, eval_rows = hold_out(every_row, min(config["eval_size"], max(1, len(images) // 10)))
+        train_rows, eval_images = hold_out(every_row, min(config["eval_size"], max(1, len(images) // 10)))
         train_set = ImageDataset(images.select(train_rows), config["resolution"], seed=args.seed)
         check_readable(train_set, args.data)
-    eval_images = torch.stack([every_row.pixels(row) for row in eval_rows]).to(accelerator.device)
+    eval_images = eval_images.to(accelerator.device)
     # its own generator: making an iterator draws a worker seed, which must not move the global RNG (a resumed run
     # makes one more iterator than the run it continues, and would then draw other restarts and dropouts)
     dataloader = torch.utils.data.DataLoader(train_set, batch_size=config["batch_size"], shuffle=True,

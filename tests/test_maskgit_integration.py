@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-import vqstack
-from helpers.recipes import load_recipe, reset_accelerate, tiny_tokenizer_config, write_tagged_folder
+from helpers.recipes import load_recipe, reset_accelerate, write_stage2_inputs
 from vqstack.cli import main as cli_main
 from vqstack.pipeline import Pipeline
 
@@ -18,10 +17,7 @@ pytest.importorskip("vqstack_maskgit", reason="plugins/vqstack-maskgit is not in
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A random tiny tokenizer and a maskgit prior trained 3 steps by the prior recipe on tagged faces."""
-    root = tmp_path_factory.mktemp("maskgit")
-    write_tagged_folder(root / "images")
-    torch.manual_seed(0)
-    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(root / "tokenizer")
+    root = write_stage2_inputs(tmp_path_factory.mktemp("maskgit"))
     reset_accelerate()
     result = load_recipe("prior_anime").main([
         "--prior", "maskgit", "--tokenizer", str(root / "tokenizer"), "--data", str(root / "images"),

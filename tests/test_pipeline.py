@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import vqstack
-from helpers.recipes import load_recipe, reset_accelerate, tiny_tokenizer_config, write_tagged_folder
+from helpers.recipes import load_recipe, reset_accelerate, tiny_tokenizer_config, write_stage2_inputs
 from vqstack.cli import main as cli_main
 from vqstack.data.tokens import encode_dataset
 from vqstack.pipeline import Pipeline
@@ -16,11 +16,7 @@ from vqstack.pipeline import Pipeline
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A tagged image folder and a (random) tiny tokenizer saved next to it."""
-    root = tmp_path_factory.mktemp("stage2")
-    write_tagged_folder(root / "images")
-    torch.manual_seed(0)
-    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(root / "tokenizer")
-    return root
+    return write_stage2_inputs(tmp_path_factory.mktemp("stage2"))
 
 
 @pytest.fixture(scope="module")

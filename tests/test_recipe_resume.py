@@ -6,10 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.recipes import load_recipe, reset_accelerate, tiny_tokenizer_config, write_image_folder, \
-    write_tagged_folder
-
-import vqstack
+from helpers.recipes import load_recipe, reset_accelerate, write_image_folder, write_stage2_inputs
 
 TINY = ["--preset", "tiny", "--num-workers", "0", "--batch-size", "4", "--log-every", "1", "--eval-every", "100",
         "--sample-every", "100", "--checkpoint-every", "2", "--checkpoints-to-keep", "0", "--max-steps", "4"]
@@ -100,11 +97,7 @@ def test_vqgan_resume_is_bitwise(images, tmp_path, path):
 
 @pytest.fixture(scope="module")
 def prior_inputs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prior-resume")
-    write_tagged_folder(root / "images")
-    torch.manual_seed(0)
-    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(root / "tokenizer")
-    return root
+    return write_stage2_inputs(tmp_path_factory.mktemp("prior-resume"))
 
 
 @pytest.mark.parametrize("extra", [[], ["--grad-accum", "2"], ["--mixed-precision", "bf16"]],

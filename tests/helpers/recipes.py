@@ -61,3 +61,16 @@ def write_tagged_folder(folder: Path, count: int = 24, hair=("blue", "red", "blo
             f.write(json.dumps({"file_name": f"{i:03d}.png", "hair": hair[i % len(hair)],
                                 "eyes": "green" if i % 3 else None}) + "\n")
     return folder
+
+
+def write_stage2_inputs(root: Path) -> Path:
+    """``root/images`` (write_tagged_folder) and ``root/tokenizer``, a seeded random tiny tokenizer: what the prior
+    recipe needs."""
+    import torch
+
+    import vqstack
+
+    write_tagged_folder(root / "images")
+    torch.manual_seed(0)
+    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(root / "tokenizer")
+    return root

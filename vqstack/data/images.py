@@ -293,25 +293,26 @@ def check_readable(images: ImageDataset, source: str | None = None) -> int:
                     f"last: {_one_line(last)}).")
 
 
-def hold_out(images: ImageDataset, count: int) -> tuple[range | list[int], list[int]]:
-    """``(training rows, held-out rows)`` of ``images``: the last ``count`` readable rows are held out, in data
-    order, so evaluation never meets an unreadable file; unreadable rows stay with the training rows, where they
-    are skipped and counted. With readable data this is the plain split ``range(n - count)``, ``[n - count, n)``."""
-    held = []
+def hold_out(images: ImageDataset, count: int) -> tuple[range | list[int], torch.Tensor]:
+    """``(training rows, held-out images)`` of ``images``: the last ``count`` readable rows are held out, in data
+    order, so evaluation never meets an unreadable file, and returned decoded, (count, 3, R, R) unflipped (each is
+    read once); unreadable rows stay with the training rows, where they are skipped and counted. With readable data
+    the training rows are the plain ``range(n - count)``."""
+    held, pixels = [], []
     for row in reversed(range(len(images))):
         if len(held) == count:
             break
         try:
-            images.pixels(row)
+            pixels.append(images.pixels(row))
         except Exception:  # unreadable: training skips and reports it
             continue
         held.append(row)
-    held.reverse()
-    n = len(images)
-    if held == list(range(n - len(held), n)):
-        return range(n - len(held)), held
+    n, size = len(images), images.transform.resolution
+    stacked = torch.stack(pixels[::-1]) if pixels else torch.empty(0, 3, size, size)
+    if held[::-1] == list(range(n - len(held), n)):
+        return range(n - len(held)), stacked
     chosen = set(held)
-    return [row for row in range(n) if row not in chosen], held
+    return [row for row in range(n) if row not in chosen], stacked
 
 
 class SkipTally:
