@@ -206,3 +206,25 @@ def test_cli_bad_spec_exits_2_with_one_line(tmp_path, capsys):
     assert err.startswith("vqstack degrade: error: unknown degradation 'smudge'; known: blur, down, noise, poisson")
     assert err.count("\n") == 1
     assert not (tmp_path / "out.png").exists()
+
+
+def test_alternatives_draw_one_pipeline_per_image_and_round_trip():
+    degradation = parse_spec("blur:3;noise:0.3", seed=1)
+    assert str(degradation) == "blur:3;noise:0.3"
+    assert parse_spec(str(degradation)) == parse_spec("blur:3;noise:0.3")
+    image = torch.linspace(-1, 1, 3 * 16 * 16).reshape(3, 16, 16)
+    blurred = parse_spec("blur:3").sample(image, 0)
+    kinds = set()
+    for index in range(20):
+        out = degradation.sample(image, index)
+        assert torch.equal(out, degradation.sample(image, index))  # per-sample reproducible
+        # a blur of a smooth ramp stays smooth; noise of std 0.3 does not
+        kinds.add("noise" if (out - blurred).abs().max() > 0.2 else "blur")
+    assert kinds == {"blur", "noise"}
+
+
+def test_alternatives_report_an_unknown_step_in_any_branch():
+    with pytest.raises(ValueError, match="unknown degradation 'blurr'.*known: blur, down"):
+        parse_spec("down:4;blurr:2")
+    with pytest.raises(ValueError, match="empty"):
+        parse_spec("down:4;")

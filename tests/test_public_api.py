@@ -39,6 +39,7 @@ API_BY_KIND = {
     "prior": ["PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine",
               "check_sampling_options", "evaluating", "check_prior"],
     "features": ["FeatureNetwork", "MissingWeightsError", "check_features"],
+    "restorer": ["Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes", "check_restorer"],
 }
 EVERY_PLUGIN_NEEDS = ["hookimpl", "Registry", "check_component", "build_example", "example_kwargs",
                       "register_plugin", "unregister_plugin", "Tokenizer", "save_component", "load_component"]

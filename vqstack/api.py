@@ -23,9 +23,12 @@ What is here, by kind:
 - priors: ``Prior`` (the base: sizes, conditions, CFG dropout, token checks), ``PriorOutput``, ``ConditionVocab``
   (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``, ``cfg_combine``, ``mask_invalid``,
   ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and ``evaluating`` (eval mode for a block)
+- restorers: ``Restorer`` (the base: the tokenizer's sizes, ``grid``, ``check_images``), ``RestorerOutput``,
+  ``blend_codes`` (the fidelity blend of predicted and own codes), ``tokenizer_sizes``
 - both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``save_component``, ``load_component``
 - conformance checks: ``check_component``, ``check_quantizer``, ``check_encoder``, ``check_decoder``,
-  ``check_discriminator``, ``check_perceptual``, ``check_prior``, ``check_features``, ``build_example``,
+  ``check_discriminator``, ``check_perceptual``, ``check_prior``, ``check_features``, ``check_restorer``,
+  ``build_example``,
   ``example_kwargs``
 """
 from __future__ import annotations
@@ -46,12 +49,13 @@ from .priors.base import Prior, PriorOutput
 from .priors.conditions import ConditionVocab
 from .priors.sampling import (cfg_combine, check_sampling_options, filter_top_k, filter_top_p, mask_invalid,
                               process_logits, sample_from_logits)
+from .restorers.base import Restorer, RestorerOutput, blend_codes, tokenizer_sizes
 from .quantizers.base import (Quantizer, QuantizerOutput, code_counts, is_metric_value, to_maps, to_vectors,
                               usage_metrics)
 from .quantizers.codebook import (CodebookQuantizer, all_reduce_sum_, broadcast_, code_stats,
                                   differentiable_all_reduce_sum, fp32, kmeans, nearest_codes)
 from .testing import (build_example, check_component, check_decoder, check_discriminator, check_encoder,
-                      check_features, check_perceptual, check_prior, check_quantizer, example_kwargs)
+                      check_features, check_perceptual, check_prior, check_quantizer, check_restorer, example_kwargs)
 from .tokenizer import Tokenizer, TokenizerOutput
 
 __all__ = [
@@ -68,9 +72,11 @@ __all__ = [
     # priors
     "Prior", "PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine", "mask_invalid",
     "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating",
+    # restorers
+    "Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes",
     # both stages
     "Tokenizer", "TokenizerOutput", "Pipeline", "save_component", "load_component",
     # conformance checks
     "check_component", "check_quantizer", "check_encoder", "check_decoder", "check_discriminator", "check_perceptual",
-    "check_prior", "check_features", "build_example", "example_kwargs",
+    "check_prior", "check_features", "check_restorer", "build_example", "example_kwargs",
 ]

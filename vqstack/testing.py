@@ -209,6 +209,46 @@ def check_features(network, batch: int = 2, size: int = 32) -> None:
                                                  f".train()")
 
 
+def check_restorer(restorer, batch: int = 2) -> None:
+    """A restorer maps (B, 3, S, S) images to a RestorerOutput on the tokenizer's grid, passes gradients to its
+    input, starts from its tokenizer with ``init_from_tokenizer``, and its output decodes at every fidelity."""
+    from .restorers.base import RestorerOutput, blend_codes
+    from .tokenizer import Tokenizer
+
+    name = type(restorer).__name__
+    for attribute in ("codebook_size", "dim", "image_size", "downsample"):
+        value = getattr(restorer, attribute, None)
+        assert isinstance(value, int) and value > 0, f"{name}.{attribute} must be a positive int, got {value!r}"
+    assert isinstance(getattr(restorer, "tokenizer_config", None), dict), (
+        f"{name}.tokenizer_config must be the tokenizer's config dict (Restorer.init_tokenizer stores it)")
+    size, f = restorer.image_size, restorer.downsample
+    grid = (size // f, size // f)
+    tokenizer = Tokenizer.from_config(restorer.tokenizer_config).eval()
+    restorer.init_from_tokenizer(tokenizer)
+    x = (torch.rand(batch, 3, size, size) * 2 - 1).requires_grad_(True)
+    restorer.train()
+    out = restorer(x)
+    assert isinstance(out, RestorerOutput), f"{name} must return vqstack.RestorerOutput, got {type(out)}"
+    assert out.logits.is_floating_point() and out.logits.shape == (batch, restorer.codebook_size, *grid), (
+        f"{name}: logits must be float (B, codebook_size, h, w) = {(batch, restorer.codebook_size, *grid)}, got "
+        f"{tuple(out.logits.shape)}")
+    assert out.features.is_floating_point() and out.features.shape == (batch, restorer.dim, *grid), (
+        f"{name}: features must be float (B, dim, h, w) = {(batch, restorer.dim, *grid)}, got "
+        f"{tuple(out.features.shape)}")
+    (out.logits.logsumexp(1).mean() + out.features.square().mean()).backward()
+    _assert_grad_reaches(x, name)
+    restorer.eval()
+    with torch.no_grad():
+        out = restorer(x.detach())
+        for fidelity in (0.0, 0.5, 1.0):
+            latents = blend_codes(tokenizer, out, fidelity)
+            assert latents.shape == (batch, restorer.dim, *grid), f"{name}: fidelity {fidelity} latents' shape"
+            images = tokenizer.decode_codes(latents)
+            assert images.shape == (batch, 3, size, size) and torch.isfinite(images).all(), (
+                f"{name}: fidelity {fidelity} does not decode to finite images")
+    check_round_trips(restorer, x.detach())
+
+
 CHECKS = {
     "quantizer": check_quantizer,
     "encoder": check_encoder,
@@ -217,6 +257,7 @@ CHECKS = {
     "perceptual": check_perceptual,
     "prior": check_prior,
     "features": check_features,
+    "restorer": check_restorer,
 }
 
 

@@ -68,11 +68,15 @@ class Tokenizer(nn.Module):
 
     # --- the pieces of the data flow ---------------------------------------------------------------------
 
-    def quantize(self, images: torch.Tensor):
-        """images -> the quantizer's output on the projected encoder features."""
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """images -> the projected encoder features (B, quantizer.dim, h, w) the quantizer reads."""
         if self.colour is not None:
             images = self.colour(images)
-        return self.quantizer(self.quant_proj(self.encoder(images)))
+        return self.quant_proj(self.encoder(images))
+
+    def quantize(self, images: torch.Tensor):
+        """images -> the quantizer's output on the projected encoder features."""
+        return self.quantizer(self.features(images))
 
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
         """Quantized codes (B, dim, h, w) -> images, not clamped."""

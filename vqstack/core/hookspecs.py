@@ -61,6 +61,17 @@ def vqstack_register_features(registry):
     evaluation reports record); :class:`vqstack.evaluation.FeatureNetwork` is a base class doing the freezing."""
 
 
+@hookspec
+def vqstack_register_restorers(registry):
+    """Register restorers: modules mapping degraded images (B, 3, S, S) in [-1, 1] to a
+    :class:`vqstack.RestorerOutput` (code logits (B, codebook_size, h, w), features (B, dim, h, w)) for one
+    tokenizer, whose frozen codebook and decoder draw the restored image.
+
+    A restorer builds from ``tokenizer=`` (the tokenizer's config) and ``image_size=``, subclasses
+    :class:`vqstack.Restorer` (``codebook_size``, ``dim``, ``image_size``, ``downsample``, ``grid``) and may copy the
+    tokenizer's weights in ``init_from_tokenizer(tokenizer)``."""
+
+
 # --- training: observe only ---------------------------------------------------------------------------------
 
 

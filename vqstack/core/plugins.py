@@ -31,6 +31,7 @@ BUILTIN_PLUGINS = (
     "vqstack.perceptual",
     "vqstack.priors",
     "vqstack.evaluation.features",
+    "vqstack.restorers",
 )
 
 

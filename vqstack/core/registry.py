@@ -14,6 +14,7 @@ KIND_HOOKS = {
     "perceptual": "vqstack_register_perceptual_losses",
     "prior": "vqstack_register_priors",
     "features": "vqstack_register_features",
+    "restorer": "vqstack_register_restorers",
 }
 
 SPEC_ATTR = "_vqstack_spec"

@@ -1,4 +1,8 @@
-"""Image restoration: degradations that make training inputs for a restorer (degraded image -> clean codes)."""
+"""Image restoration with a tokenizer's codebook: degradations that make training inputs, the restorer's
+objective, its saved folder (tied to one tokenizer)."""
 from .degrade import STEPS, Degradation, parse_spec
+from .objective import clean_targets, restoration_loss
+from .saving import check_restorer_fits, load_restorer, save_restorer
 
-__all__ = ["STEPS", "Degradation", "parse_spec"]
+__all__ = ["STEPS", "Degradation", "parse_spec", "clean_targets", "restoration_loss", "check_restorer_fits",
+           "load_restorer", "save_restorer"]

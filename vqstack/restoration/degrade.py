@@ -4,7 +4,11 @@ A spec string names the steps, applied in the written order::
 
     blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90
 
-``LOW-HIGH`` is drawn uniformly for each image, a single number is fixed:
+``LOW-HIGH`` is drawn uniformly for each image, a single number is fixed. Pipelines separated by ``;`` are
+alternatives, one drawn uniformly for each image, so one restorer learns several kinds of damage::
+
+    down:4,noise:0-0.08;blur:1-3;jpeg:10-40
+
 
 - ``blur:SIGMA``     Gaussian blur, sigma in pixels (0 = none).
 - ``down:F``         bicubic (antialiased) down by F, then bicubic back up to the input size; F is 2, 4 or 8, or a
@@ -193,6 +197,22 @@ class Jpeg(RangeStep):
 STEPS = {step.name: step for step in (Blur, Down, Noise, Poisson, Jpeg)}
 
 
+@dataclasses.dataclass(frozen=True)
+class OneOf:
+    """Alternative pipelines (tuples of steps), one drawn uniformly for each image: the ``;`` of a spec."""
+
+    options: tuple
+
+    def __str__(self) -> str:
+        return ";".join(",".join(map(str, steps)) for steps in self.options)
+
+    def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        steps = self.options[int(torch.randint(len(self.options), (), generator=generator))]
+        for step in steps:
+            image = step(image, generator).clamp(0, 1)
+        return image
+
+
 def _range_text(low: float, high: float) -> str:
     return _number(low) if low == high else f"{_number(low)}-{_number(high)}"
 
@@ -281,14 +301,23 @@ class Degradation:
         return parse_spec(config["spec"], seed=config.get("seed", 0))
 
 
-def parse_spec(text: str, seed: int = 0) -> Degradation:
-    """``"blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90"`` -> a :class:`Degradation` applying those steps in order."""
-    parts = [part.strip() for part in str(text).split(",")]
+def parse_steps(text: str, spec: str) -> tuple:
+    """``"blur:0.5-2,down:4"`` -> (Blur(0.5, 2.0), Down((4,))); ``spec`` is the whole string, for messages."""
+    parts = [part.strip() for part in text.split(",")]
     if not any(parts):
         raise ValueError(f"empty degradation spec; give steps such as {EXAMPLE} (known: {', '.join(STEPS)}).")
     if not all(parts):
-        raise ValueError(f"degradation spec {text!r} has an empty step (two commas in a row?).")
-    return Degradation(tuple(parse_step(part) for part in parts), seed=int(seed))
+        raise ValueError(f"degradation spec {spec!r} has an empty step (two commas in a row?).")
+    return tuple(parse_step(part) for part in parts)
+
+
+def parse_spec(text: str, seed: int = 0) -> Degradation:
+    """``"blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90"`` -> a :class:`Degradation` applying those steps in order;
+    ``"down:4,noise:0.05;blur:2;jpeg:20"`` -> one drawing one of the three pipelines for each image."""
+    text = str(text)
+    alternatives = [parse_steps(part, text) for part in text.split(";")]
+    steps = alternatives[0] if len(alternatives) == 1 else (OneOf(tuple(alternatives)),)
+    return Degradation(steps, seed=int(seed))
 
 
 def degrade_files(degradation: Degradation, image: Path, out: Path, seed: int = 0) -> int:
