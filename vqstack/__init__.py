@@ -14,11 +14,13 @@ from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, Plugin
 from .core.serialization import load_component, save_component
 from .pipeline import Pipeline
 from .quantizers.base import Quantizer, QuantizerOutput
+from .restoration.pipeline import RestorePipeline
+from .restorers.base import Restorer, RestorerOutput
 from .tokenizer import Tokenizer, TokenizerOutput
 
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
     "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
-    "Pipeline", "Quantizer", "QuantizerOutput", "UnknownComponentError", "DuplicateComponentError",
-    "PluginLoadError", "PluginWarning", "DISABLE_ENV",
+    "Pipeline", "RestorePipeline", "Restorer", "RestorerOutput", "Quantizer", "QuantizerOutput",
+    "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "PluginWarning", "DISABLE_ENV",
 ]

@@ -135,6 +135,19 @@ def cmd_degrade(args) -> int:
     return 0
 
 
+def cmd_restore(args) -> int:
+    """Restore a degraded image, or every image of a folder (same file names in --out), with a tokenizer and the
+    restorer trained for it."""
+    from .restoration.pipeline import run_restore
+
+    count, seconds = run_restore(args.tokenizer, args.restorer, args.image, args.out, fidelity=args.fidelity,
+                                 upscale=args.upscale, device=args.device, batch_size=args.batch_size)
+    scale = f", upscale x{args.upscale}" if args.upscale is not None else ""
+    print(f"{count} image{'s' * (count != 1)} restored (fidelity {args.fidelity:g}{scale}) in {seconds:.3f} s per "
+          f"image on {args.device} -> {args.out}")
+    return 0
+
+
 def parse_labels(text: str | None):
     """"3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior as is."""
     if text is None:
@@ -275,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file to write, or for a folder --image the folder to write (same file names)")
     p.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same images (default: 0)")
     p.set_defaults(func=cmd_degrade)
+
+    p = sub.add_parser("restore", help=cmd_restore.__doc__, description=cmd_restore.__doc__)
+    p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
+    p.add_argument("--restorer", required=True, type=Path,
+                   help="folder with the restorer trained for that tokenizer (recipes/restore_anime.py writes it)")
+    p.add_argument("--image", required=True, type=Path, help="image file, or a folder of images")
+    p.add_argument("--out", required=True, type=Path,
+                   help="image file to write, or for a folder --image the folder to write (same file names)")
+    p.add_argument("--fidelity", type=float, default=0.5,
+                   help="0: the restorer's predicted codes (cleanest), 1: the input's own codes (most faithful) "
+                        "(default: 0.5)")
+    p.add_argument("--upscale", type=int, default=None, metavar="F",
+                   help="write images F times the input's size, restored in overlapping tiles (1: tiles at the "
+                        "input's size); default: keep the size, restoring the whole image resized to the restorer's")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+    p.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default: 16)")
+    p.set_defaults(func=cmd_restore)
     return parser
 
 
