@@ -118,3 +118,34 @@ def test_prior_resume_is_bitwise(prior_inputs, tmp_path, extra):
     resumed = run(tmp_path / "resumed", "--resume", tmp_path / "straight" / "checkpoint-2")
     assert resumed["state"].step == 4
     assert_same_checkpoints(tmp_path / "straight" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")
+
+
+RESTORE_PATHS = {
+    "plain": [],
+    "grad-accum-2": ["--grad-accum", "2"],
+    "bf16-autocast": ["--mixed-precision", "bf16"],
+}
+
+
+@pytest.mark.parametrize("path", RESTORE_PATHS, ids=list(RESTORE_PATHS))
+def test_restore_resume_is_bitwise(prior_inputs, tmp_path, path):
+    """Batches of 8 from 22 training images: 2 per epoch, so the resumed run starts at an epoch's end and crosses
+    into new epochs, whose flips and damage it must draw as the straight run did; dropout reads the global RNG,
+    and the evaluation and sample grid at step 2 must leave it alone."""
+    recipe = load_recipe("restore_anime")
+
+    def run(output, *more):
+        reset_accelerate()
+        torch.manual_seed(1234)
+        return recipe.main(["--tokenizer", str(prior_inputs / "tokenizer"), "--data", str(prior_inputs / "images"),
+                            "--width", "32", "--depth", "1", "--heads", "2", "--dropout", "0.1", "--batch-size", "8",
+                            "--eval-images", "2", "--num-workers", "0", "--max-steps", "4", "--warmup-steps", "1",
+                            "--checkpoint-every", "2", "--checkpoints-to-keep", "0", "--eval-every", "2",
+                            "--sample-every", "2", "--log-every", "1", "--output-dir", str(output),
+                            *RESTORE_PATHS[path], *map(str, more)])
+
+    straight = run(tmp_path / "straight")
+    assert straight["state"].step == 4 and straight["state"].epoch >= 1
+    resumed = run(tmp_path / "resumed", "--resume", tmp_path / "straight" / "checkpoint-2")
+    assert resumed["state"].step == 4
+    assert_same_checkpoints(tmp_path / "straight" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")

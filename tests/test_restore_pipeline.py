@@ -259,3 +259,16 @@ def test_top_level_exports():
     assert vqstack.Restorer is restorers.Restorer is api.Restorer
     assert vqstack.RestorerOutput is restorers.RestorerOutput is api.RestorerOutput
     assert {"RestorePipeline", "Restorer", "RestorerOutput"} <= set(vqstack.__all__)
+
+
+def test_blend_codes_takes_bf16_features_from_autocast():
+    from vqstack.api import RestorerOutput, blend_codes
+
+    restorer = build_example("restorer", "codeformer")
+    tokenizer = vqstack.Tokenizer.from_config(restorer.tokenizer_config).eval()
+    restorer.init_from_tokenizer(tokenizer)
+    with torch.no_grad():
+        out = restorer.eval()(torch.rand(2, 3, 16, 16) * 2 - 1)
+        half = RestorerOutput(logits=out.logits.bfloat16(), features=out.features.bfloat16())
+        blended = blend_codes(tokenizer, half, 0.5)
+    assert blended.dtype == torch.float32 and torch.isfinite(blended).all()

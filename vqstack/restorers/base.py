@@ -95,10 +95,11 @@ def blend_codes(tokenizer, output: RestorerOutput, fidelity: float) -> torch.Ten
     predicted = tokenizer.quantizer.indices_to_codes(output.logits.argmax(1))
     if fidelity == 0:
         return predicted
+    features = output.features.to(predicted.dtype)  # bf16 under autocast; the codebook is fp32
     was_training = tokenizer.quantizer.training
     tokenizer.quantizer.eval()  # a lookup, never a codebook update
     try:
-        own = tokenizer.quantizer(output.features).quantized
+        own = tokenizer.quantizer(features).quantized.to(predicted.dtype)
     finally:
         tokenizer.quantizer.train(was_training)
     return own if fidelity == 1 else torch.lerp(predicted, own, float(fidelity))

@@ -1,0 +1,508 @@
+"""Train a restorer (CodeFormer's codebook lookup) on top of a trained tokenizer: degraded face in, clean codes out.
+
+The tokenizer stays frozen: its encoder's copy in the restorer reads a degraded image, a transformer predicts the
+code the tokenizer gives the clean image at each position, and the tokenizer's own codebook and decoder draw the
+result. Training pairs are made on the fly: every training image is degraded by --degradations in the data loader.
+
+    # 1. a tokenizer (recipes/vqgan_anime.py writes runs/vqgan-anime/tokenizer)
+    # 2. the restorer
+    accelerate launch recipes/restore_anime.py --tokenizer runs/vqgan-anime/tokenizer \
+        --data ../shared/data/anime-faces --output-dir runs/restore-anime
+    # other damage: steps in order, ';' separates alternatives (one drawn per image), LOW-HIGH drawn per image
+    accelerate launch recipes/restore_anime.py ... --degradations "blur:0.5-2,down:2|4,noise:0-0.1,jpeg:30-90"
+    # 2 processes (CPU over gloo, or GPUs), bf16, resume where the newest complete checkpoint left off
+    accelerate launch --multi_gpu --num_processes 2 recipes/restore_anime.py ... --mixed-precision bf16
+    accelerate launch recipes/restore_anime.py ... --resume latest
+    # 3. restore images (fidelity 0 trusts the learned codes, 1 stays closest to the input)
+    vqstack restore --tokenizer runs/vqgan-anime/tokenizer --restorer runs/restore-anime/restorer \
+        --image degraded/ --out restored/ --fidelity 0.5
+
+Images are resized to the tokenizer's training resolution (--resolution overrides it). The loss is --code-weight x
+the cross-entropy to the clean image's codes plus --feature-weight x the squared distance of the restorer's
+features to the clean image's; the restorer starts from the tokenizer's encoder. Only single-codebook tokenizers
+(vq, ema, fsq, lfq) can be restored from: a restorer predicts one code per position.
+
+Held-out evaluation: the last --eval-images readable images, each damaged once by every pipeline of
+--eval-degradations (fixed draws), are scored every --eval-every steps as eval/<case>/<metric> and as the mean over
+the cases, eval/<metric>: code_accuracy, code_ce and feature_l2 against the clean image's codes and features;
+psnr/ssim (--eval-metrics, stlpips optional) of the restoration at fidelity 0 (<metric>) and 1
+(<metric>_fidelity1) against the clean image, of the tokenizer's plain encode/decode of the damaged image
+(<metric>_tokenizer: the baseline) and of the damaged image itself (<metric>_input); eval/clean/<metric> is the
+tokenizer's reconstruction of the clean images, the ceiling of fidelity 0.
+
+Writes to --output-dir: checkpoint-<step>/ (accelerate state: restorer, optimizer, scheduler, RNG, step, epoch and
+data position), restorer/ (config.json + model.safetensors, naming the tokenizer it serves and the degradations it
+learned), samples/step-<N>.png (rows: damaged, tokenizer alone, restored at fidelity 0 and 0.5, original) and
+metrics.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+from transformers import get_cosine_schedule_with_warmup
+
+import vqstack
+from vqstack.core import hook
+from vqstack.core.files import publish_dir, staging_dir
+from vqstack.core.registry import component_spec
+from vqstack.core.serialization import check_checkpoint_files, weights_sha256
+from vqstack.data import ImageDataset, load_image_dataset
+from vqstack.data.images import SkipTally, check_readable, hold_out
+from vqstack.restoration import clean_targets, parse_spec, restoration_loss, save_restorer
+from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
+from vqstack.restorers import blend_codes, tokenizer_sizes
+from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
+from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
+from vqstack.training.reporting import FloatView, MetricsLog, to_float_dict
+from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
+
+DEFAULT_DEGRADATIONS = "down:4,noise:0-0.08;blur:0.5-3;jpeg:10-40"
+EVAL_DEGRADATIONS = "down:4,noise:0.05;blur:2;jpeg:20"  # x4 down + noise, blur, JPEG: one fixed case each
+EVAL_METRICS = ("psnr", "ssim", "stlpips")
+STLPIPS_MIN_SIZE = 18  # the VGG16 ST-LPIPS needs images of at least this many pixels a side
+SAMPLE_FIDELITIES = (0.0, 0.5)
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokenizer", required=True, help="folder written by the tokenizer recipe (tokenizer/)")
+    p.add_argument("--data", default="huggan/anime-faces", help="the images (same forms as the tokenizer recipe)")
+    p.add_argument("--output-dir", default="runs/restore-anime", help="where everything is written")
+    p.add_argument("--degradations", default=DEFAULT_DEGRADATIONS,
+                   help="damage of the training inputs: steps blur, down, noise, poisson, jpeg in order, ';' between "
+                        "alternatives (default: %(default)s)")
+    p.add_argument("--eval-degradations", default=EVAL_DEGRADATIONS,
+                   help="';'-separated fixed evaluation cases, each scored on its own (default: %(default)s)")
+    p.add_argument("--eval-metrics", default="psnr,ssim",
+                   help="image metrics of the evaluation, from psnr, ssim, stlpips (ST-LPIPS VGG16: several seconds "
+                        "per evaluation on a CPU) (default: %(default)s)")
+    p.add_argument("--eval-images", type=int, default=64, help="held-out images (default: %(default)s)")
+    p.add_argument("--restorer", default="codeformer", help="registered restorer (default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size (default: the tokenizer's training resolution)")
+    p.add_argument("--width", type=int, default=256, help="transformer hidden size (default: %(default)s)")
+    p.add_argument("--depth", type=int, default=4, help="transformer layers (default: %(default)s)")
+    p.add_argument("--heads", type=int, default=8, help="attention heads (default: %(default)s)")
+    p.add_argument("--dropout", type=float, default=0.0, help="transformer dropout (default: %(default)s)")
+    p.add_argument("--code-weight", type=float, default=CODE_WEIGHT,
+                   help="weight of the code cross-entropy (default: %(default)s)")
+    p.add_argument("--feature-weight", type=float, default=FEATURE_WEIGHT,
+                   help="weight of the feature L2 loss (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per process per step (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=10000, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default: %(default)s)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off (default: 1.0)")
+    p.add_argument("--max-bad-steps", type=int, default=10,
+                   help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
+                   help="autocast dtype of the restorer; the frozen tokenizer runs in fp32 (default: no)")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
+    p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept")
+    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
+    p.add_argument("--resume", default=None, help="'latest' or a checkpoint folder (default: start fresh)")
+    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order, flips and damage (default: 0)")
+    p.add_argument("--num-workers", type=int, default=2, help="data loader workers per process (default: 2)")
+    return p
+
+
+# --- data: (damaged, clean) pairs, the damage drawn from (seed, epoch, index) --------------------------------------
+
+
+class DegradedImages(torch.utils.data.Dataset):
+    """``images`` (an ImageDataset) with ``"degraded"`` added to each sample: ``degradation.sample`` of the
+    (flipped) clean image, seeded by (seed, epoch, index) like the flips, so a sample is damaged the same way in any
+    worker and in a resumed run. ``set_epoch`` before each epoch's iterator is made (workers copy the dataset)."""
+
+    def __init__(self, images: ImageDataset, degradation):
+        self.images, self.degradation, self.epoch = images, degradation, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.images.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.images[index]
+        sample["degraded"] = self.degradation.sample(sample["pixel_values"], index, self.epoch)
+        return sample
+
+
+def case_name(pipeline: str) -> str:
+    """``"down:4,noise:0.05"`` -> ``"down4+noise0.05"``: a metric-name part."""
+    return pipeline.replace(" ", "").replace(":", "").replace(",", "+").replace("|", "or")
+
+
+def eval_cases(spec: str, seed: int) -> dict:
+    """``--eval-degradations`` -> {case name: Degradation}, one per ';' alternative."""
+    cases = {}
+    for pipeline in spec.split(";"):
+        degradation = parse_spec(pipeline, seed=seed)
+        name = case_name(str(degradation))
+        if name in cases:
+            raise ValueError(f"--eval-degradations {spec!r} names the case {pipeline.strip()!r} twice.")
+        cases[name] = degradation
+    return cases
+
+
+def parse_eval_metrics(text: str, resolution: int) -> list[str]:
+    metrics = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in metrics if m not in EVAL_METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"--eval-metrics {text!r}: choose from {', '.join(EVAL_METRICS)}.")
+    if "stlpips" in metrics and resolution < STLPIPS_MIN_SIZE:
+        raise ValueError(f"--eval-metrics stlpips needs images of at least {STLPIPS_MIN_SIZE} pixels a side, this "
+                         f"run's are {resolution}.")
+    return metrics
+
+
+def check_sizes(args) -> None:
+    for name in ("width", "depth", "heads", "batch_size", "max_steps", "eval_images", "grad_accum",
+                 "checkpoint_every", "sample_every", "eval_every", "log_every"):
+        value = getattr(args, name)
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}.")
+    if args.width % args.heads:
+        raise ValueError(f"--width {args.width} must be divisible by --heads {args.heads}.")
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}.")
+    if args.code_weight < 0 or args.feature_weight < 0 or args.code_weight + args.feature_weight == 0:
+        raise ValueError("--code-weight and --feature-weight must be >= 0, and not both 0.")
+
+
+class RunRecord:
+    """Saved with every checkpoint: the tokenizer's weights, so resuming against another tokenizer stops."""
+
+    def __init__(self, key: dict):
+        self.key, self.loaded = dict(key), None
+
+    def state_dict(self) -> dict:
+        return {"key": json.dumps(self.key, sort_keys=True)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded = json.loads(state["key"])
+
+
+# --- evaluation ------------------------------------------------------------------------------------------------
+
+
+class Evaluation:
+    """The fixed held-out evaluation: clean images, their damaged copies per case, and metric suites. What depends
+    on the frozen tokenizer alone (clean targets, the tokenizer baseline, the input's own scores) is computed once."""
+
+    def __init__(self, tokenizer, clean: torch.Tensor, cases: dict, metrics: list[str], batch_size: int, device,
+                 code_weight: float, feature_weight: float):
+        from vqstack.evaluation import build_suite
+
+        self.tokenizer, self.batch_size, self.device = tokenizer, batch_size, device
+        self.code_weight, self.feature_weight = code_weight, feature_weight
+        self.clean = clean.to(device)
+        cpu = clean.cpu()
+        # every case damages held-out image i with the draws of (seed, epoch 0, i): the same inputs every time
+        self.degraded = {name: torch.stack([d.sample(image, i, 0) for i, image in enumerate(cpu)]).to(device)
+                         for name, d in cases.items()}
+        shared = {}
+        if "stlpips" in metrics:  # one frozen VGG16 for every suite
+            shared["stlpips"] = vqstack.build("perceptual", "stlpips", net="vgg").to(device)
+        self.suite = build_suite(metrics, networks=shared, sync_on_compute=False).to(device)
+        self.constant: dict | None = None
+        self.targets: list | None = None  # the clean images' (codes, features), per batch
+
+    def scores(self, pairs) -> dict:
+        """Metric values of (fake, real) batches."""
+        self.suite.reset()
+        for fake, real in pairs:
+            self.suite.update_pairs(fake, real)
+        return self.suite.compute()
+
+    def batches(self, images: torch.Tensor):
+        return zip(images.split(self.batch_size), self.clean.split(self.batch_size))
+
+    @torch.no_grad()
+    def constants(self) -> dict:
+        """Scores of the tokenizer's reconstruction of the clean images (eval/clean/<m>), and per case of the
+        damaged input itself (<m>_input) and of the tokenizer's encode/decode of it (<m>_tokenizer)."""
+        if self.constant is None:
+            tok = self.tokenizer
+            values = {f"clean/{k}": v for k, v in self.scores(
+                (tok.decode(tok.encode(real)), real) for _, real in self.batches(self.clean)).items()}
+            for name, images in self.degraded.items():
+                values.update({f"{name}/{k}_input": v for k, v in self.scores(self.batches(images)).items()})
+                values.update({f"{name}/{k}_tokenizer": v for k, v in self.scores(
+                    (tok.decode(tok.encode(fake)), real) for fake, real in self.batches(images)).items()})
+            self.targets = [clean_targets(tok, real) for _, real in self.batches(self.clean)]
+            self.constant = values
+        return self.constant
+
+    @torch.no_grad()
+    def restore(self, restorer, images: torch.Tensor, fidelities) -> tuple:
+        """(restorer output, {fidelity: restored images}) of a batch of damaged images."""
+        out = restorer(images)  # in bf16/fp16 under --mixed-precision (accelerate wraps the forward in autocast)
+        out = dataclasses.replace(out, logits=out.logits.float(), features=out.features.float())
+        return out, {f: self.tokenizer.decode_codes(blend_codes(self.tokenizer, out, f)).clamp(-1, 1)
+                     for f in fidelities}
+
+    @torch.no_grad()
+    def __call__(self, restorer) -> dict:
+        was_training = restorer.training
+        restorer.eval()
+        values = dict(self.constants())
+        for name, images in self.degraded.items():
+            sums, fidelity0, fidelity1 = {}, [], []
+            for (fake, real), (codes, features) in zip(self.batches(images), self.targets):
+                out, restored = self.restore(restorer, fake, (0.0, 1.0))
+                _, logs = restoration_loss(out, codes, features, self.code_weight, self.feature_weight)
+                for key, value in logs.items():  # batch means, weighted by the batch's size
+                    sums[key] = sums.get(key, 0.0) + value * len(fake)
+                fidelity0.append((restored[0.0], real))
+                fidelity1.append((restored[1.0], real))
+            values.update({f"{name}/{k}": float(v) / len(images) for k, v in sums.items()})
+            values.update({f"{name}/{k}": v for k, v in self.scores(fidelity0).items()})
+            values.update({f"{name}/{k}_fidelity1": v for k, v in self.scores(fidelity1).items()})
+        restorer.train(was_training)
+        names = list(self.degraded)
+        per_case = sorted({key.split("/", 1)[1] for key in values if key.split("/", 1)[0] in names})
+        means = {key: sum(values[f"{name}/{key}"] for name in names) / len(names) for key in per_case}
+        return {f"eval/{key}": value for key, value in {**means, **dict(sorted(values.items()))}.items()}
+
+    @torch.no_grad()
+    def grid(self, restorer, path: Path, count: int = 8) -> Path:
+        """Rows: damaged (the cases in turn), tokenizer alone, restored at each SAMPLE_FIDELITIES, original."""
+        from torchvision.utils import make_grid, save_image
+
+        names = list(self.degraded)
+        count = min(count, len(self.clean))
+        damaged = torch.stack([self.degraded[names[i % len(names)]][i] for i in range(count)])
+        was_training = restorer.training
+        restorer.eval()
+        _, restored = self.restore(restorer, damaged, SAMPLE_FIDELITIES)
+        restorer.train(was_training)
+        tokenizer_alone = self.tokenizer.decode(self.tokenizer.encode(damaged))
+        rows = [damaged, tokenizer_alone, *restored.values(), self.clean[:count]]
+        grid = make_grid(torch.cat(rows).float().clamp(-1, 1).cpu(), nrow=count, padding=2, normalize=True,
+                         value_range=(-1, 1))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, path)
+        return path
+
+
+# --- training ------------------------------------------------------------------------------------------------
+
+
+def load_tokenizer(args):
+    """The frozen tokenizer and its training resolution; a multi-codebook one is refused."""
+    tokenizer = vqstack.Tokenizer.from_pretrained(args.tokenizer)
+    tokenizer_sizes(tokenizer.config)  # ValueError for residual / grouped quantizers: one code per position only
+    resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
+    if resolution is None:
+        raise UsageError("The tokenizer's config names no training resolution: pass --resolution.")
+    tokenizer.eval().requires_grad_(False)
+    return tokenizer, int(resolution)
+
+
+def train(args) -> dict:
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(cpu=cpu_processes(), gradient_accumulation_steps=args.grad_accum,
+                              mixed_precision=args.mixed_precision,
+                              # shuffling from (seed, epoch): the same order on resume, and every process agrees
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                        data_seed=args.seed))
+    with usage_errors():  # bad options, a missing or multi-codebook tokenizer, a misspelt degradation: one line
+        check_sizes(args)
+        degradation = parse_spec(args.degradations, seed=args.seed)
+        cases = eval_cases(args.eval_degradations, seed=args.seed)
+        tokenizer, resolution = load_tokenizer(args)
+        metrics = parse_eval_metrics(args.eval_metrics, resolution)
+    set_seed(args.seed)  # identical initial weights on every process
+    tokenizer.to(accelerator.device)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- data: the last --eval-images readable images are held out ----------------------------------------------
+    with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
+        images = load_image_dataset(args.data)
+    with usage_errors():
+        every_row = ImageDataset(images, resolution, random_flip=False)
+        check_readable(every_row, args.data)
+        train_rows, eval_images = hold_out(every_row, min(args.eval_images, max(1, len(images) // 10)))
+        train_set = DegradedImages(ImageDataset(images.select(train_rows), resolution, seed=args.seed), degradation)
+        check_readable(train_set.images, args.data)
+    if len(train_set) < args.batch_size * accelerator.num_processes:
+        raise UsageError(f"{len(train_set)} training images cannot fill one batch of {args.batch_size} per process "
+                         f"({accelerator.num_processes} processes): lower --batch-size or add images.")
+    # its own generator: making an iterator draws a worker seed, which must not move the global RNG (a resumed run
+    # makes one more iterator than the run it continues)
+    dataloader = torch.utils.data.DataLoader(train_set, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                             num_workers=args.num_workers,
+                                             generator=torch.Generator().manual_seed(args.seed))
+
+    # --- the restorer --------------------------------------------------------------------------------------------
+    with usage_errors():
+        try:
+            restorer = vqstack.build("restorer", args.restorer, tokenizer=tokenizer.config, image_size=resolution,
+                                     width=args.width, depth=args.depth, heads=args.heads, dropout=args.dropout)
+        except TypeError as err:  # a plugin restorer without these sizes: say what it takes
+            raise UsageError(str(err)) from err
+        restorer.init_from_tokenizer(tokenizer)
+    decay, no_decay = [], []
+    for name, param in restorer.named_parameters():  # no weight decay on norms, biases and position embeddings
+        (no_decay if param.dim() < 2 or "position" in name else decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.99))
+    # counts optimizer steps; stepped by us (accelerate's wrapper would step it once per process)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
+    restorer, optimizer, dataloader = accelerator.prepare(restorer, optimizer, dataloader)
+    raw_restorer = accelerator.unwrap_model(restorer)
+    state = TrainState()
+    record = RunRecord({"tokenizer_sha256": weights_sha256(args.tokenizer)})
+    accelerator.register_for_checkpointing(state, scheduler, record)
+
+    # built before the resume: building ST-LPIPS draws random weights, and the RNG state loaded next has the last word
+    evaluation = Evaluation(tokenizer, eval_images, cases, metrics, args.batch_size, accelerator.device,
+                            args.code_weight, args.feature_weight)
+    with usage_errors():
+        resume_from = resolve_resume(args.resume, output_dir)
+    if resume_from is not None:
+        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
+            check_checkpoint_files(resume_from)
+        accelerator.load_state(str(resume_from))
+        if record.loaded != record.key:
+            raise UsageError(f"{resume_from} was trained for another tokenizer than --tokenizer {args.tokenizer} "
+                             f"(its weights differ): start without --resume, or use another --output-dir.")
+        accelerator.print(f"resumed from {resume_from} at step {state.step}")
+    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
+                             resumed_at=state.step if resume_from is not None else None)
+    sizes = {k: v for k, v in (component_spec(raw_restorer) or {}).get("kwargs", {}).items() if k != "tokenizer"}
+    hook().vqstack_on_train_start(config={"restorer": args.restorer, **sizes, "degradations": str(degradation),
+                                          "batch_size": args.batch_size, "lr": args.lr}, accelerator=accelerator)
+    observers = hook().vqstack_on_step_end.get_hookimpls()
+
+    def export() -> None:
+        """restorer/, written into restorer.tmp and then renamed: an older one is replaced only by a complete one."""
+        if accelerator.is_main_process:
+            staging = staging_dir(output_dir / "restorer")
+            save_restorer(raw_restorer, staging, args.tokenizer, degradations=degradation.to_config(),
+                          eval_degradations=args.eval_degradations, image_size=resolution,
+                          trained={"step": state.step, "data": str(args.data), "code_weight": args.code_weight,
+                                   "feature_weight": args.feature_weight})
+            publish_dir(staging, output_dir / "restorer")
+
+    def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
+        if do_sample and accelerator.is_main_process:
+            evaluation.grid(raw_restorer, output_dir / "samples" / f"step-{step}.png")
+        if do_eval:  # every process evaluates the same small set: no collective can be left waiting
+            values = evaluation(raw_restorer)
+            metrics_log.write({"step": step, **values})
+            hook().vqstack_on_validation_end(step=step, metrics=values)
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+    progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process,
+                    desc="restore")
+    images_per_step = args.batch_size * accelerator.num_processes * args.grad_accum
+    interval_start, interval_steps = time.perf_counter(), 0
+    tally, skips_reported = SkipTally(), 0
+    logs = {}
+    stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
+    guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
+    try:
+        while state.step < args.max_steps and not stop.stopped:
+            dataloader.set_epoch(state.epoch)
+            train_set.set_epoch(state.epoch)  # flips and damage of this epoch
+            for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
+                tally.add(batch)
+                state.batches_in_epoch += 1
+                # the frozen tokenizer's codes and features of the clean images, in fp32, outside the autocast
+                codes, features = clean_targets(tokenizer, batch["pixel_values"])
+                with accelerator.accumulate(restorer):
+                    with accelerator.autocast():
+                        out = restorer(batch["degraded"])
+                    loss, logs = restoration_loss(out, codes, features, args.code_weight, args.feature_weight)
+                    accelerator.backward(loss)
+                    ok = True
+                    if accelerator.sync_gradients:
+                        norm = gradient_norm(restorer.parameters(), args.max_grad_norm, accelerator)
+                        ok = guard.allows(norm, state.step, "restorer")
+                    if ok or accelerator.scaler is not None:  # fp16's scaler must see the step to lower its scale
+                        optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                if not accelerator.sync_gradients:
+                    continue
+                guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint
+                if not ok:
+                    continue
+
+                # --- one optimizer step done ---
+                scheduler.step()  # once per optimizer step, whatever the number of processes
+                state.step += 1
+                state.images_seen += images_per_step
+                interval_steps += 1
+                logs = {"loss": loss.detach(), **logs}
+                if observers:
+                    hook().vqstack_on_step_end(step=state.step, logs=FloatView(logs))  # read on demand: no sync
+                progress.update(1)
+                last = state.step == args.max_steps
+
+                if state.step % args.log_every == 0 or last:
+                    names = list(logs)
+                    values = accelerator.reduce(torch.stack([torch.as_tensor(logs[k], dtype=torch.float32,
+                                                                             device=accelerator.device)
+                                                             for k in names]), "mean")
+                    line = dict(zip(names, values.tolist()))
+                    elapsed = time.perf_counter() - interval_start
+                    skips = SkipTally(accelerator.reduce(tally.counts.to(accelerator.device), "sum"))
+                    if skips.total > skips_reported:  # a line in the log whenever the count grows
+                        accelerator.print(skips.message())
+                        skips_reported = skips.total
+                    line.update(step=state.step, lr=scheduler.get_last_lr()[0], **skips.as_dict(),
+                                skipped_steps=guard.skipped,
+                                images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
+                    metrics_log.write(line)
+                    progress.set_postfix(loss=f"{line['loss']:.4f}", acc=f"{line['code_accuracy']:.3f}")
+                    interval_start, interval_steps = time.perf_counter(), 0
+
+                stopping = not last and stop.requested(state.step)
+                if state.step % args.checkpoint_every == 0 or last or stopping:
+                    path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
+                    export()
+                    hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
+                if stopping:
+                    accelerator.print(f"{stop.signal_name}: stopped after step {state.step}, saved {path.name}; "
+                                      f"continue with --resume latest")
+                    break
+                evaluate_and_sample(state.step, do_eval=state.step % args.eval_every == 0 or last,
+                                    do_sample=state.step % args.sample_every == 0 or last)
+                if last:
+                    break
+            else:  # the epoch ran out
+                state.epoch += 1
+                state.batches_in_epoch = 0
+    finally:
+        stop.close()
+        progress.close()
+    return {"accelerator": accelerator, "restorer": raw_restorer, "tokenizer": tokenizer, "state": state,
+            "logs": to_float_dict(logs), "stopped_by": stop.signal_name}
+
+
+def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:
+    args = (parser or build_parser()).parse_args(argv)
+    result = train(args)
+    result["accelerator"].end_training()
+    return result
+
+
+if __name__ == "__main__":
+    run_recipe(main)
