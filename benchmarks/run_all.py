@@ -58,6 +58,7 @@ def benchmarks(args) -> list[Benchmark]:
     trained = ["--tokenizer", str(args.tokenizer), "--prior", str(args.prior)]
     no_trained = None if args.tokenizer and args.prior else "needs --tokenizer DIR --prior DIR (trained artifacts)"
     maskgit = getattr(args, "maskgit", None)
+    restorer = getattr(args, "restorer", None)
     train = (["--preset", "tiny", "--resolution", "32", "--batch-size", "4", "--steps", "2"] if quick
              else ["--mixed-precision", "bf16", "--batch-size", "32", "--steps", "20"] if cuda else [])
     return [
@@ -91,6 +92,12 @@ def benchmarks(args) -> list[Benchmark]:
                   "--maskgit", str(maskgit), "--data", ANIME]
                   + (["--faces", "2"] if quick else ["--grid", "docs/images/inpaint-ar-vs-maskgit.png"]), "--json-out",
                   skip=no_trained or (None if maskgit else "needs --maskgit DIR (a trained maskgit prior)")),
+        Benchmark("restoration_compare", "restoration_compare", [
+                  "benchmarks/restoration_compare.py", "--tokenizer", str(args.tokenizer), "--restorer",
+                  str(restorer), "--data", ANIME]
+                  + (["--faces", "4", "--batch-size", "2"] if quick else ["--grid", "docs/images/restoration.png"]),
+                  "--json-out", skip=None if args.tokenizer and restorer else
+                  "needs --tokenizer DIR --restorer DIR (a restorer trained for that tokenizer)"),
     ]
 
 
@@ -234,6 +241,8 @@ def main(argv=None) -> int:
     p.add_argument("--prior", type=Path, default=None, help="a trained prior (hair_colour, inpaint_candidates)")
     p.add_argument("--maskgit", type=Path, default=None,
                    help="a trained maskgit prior on --tokenizer's tokens (inpaint_maskgit_vs_ar)")
+    p.add_argument("--restorer", type=Path, default=None,
+                   help="a restorer trained for --tokenizer (restoration_compare)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="where quantizer_speed, sampling_speed and the matmul run (default: cuda if present)")
     args = p.parse_args(argv)
@@ -242,6 +251,7 @@ def main(argv=None) -> int:
     # the scripts run in the repository root: the trained artifacts' paths from there (as the page shows them)
     args.tokenizer = args.tokenizer and Path(os.path.relpath(args.tokenizer.resolve(), ROOT))
     args.prior = args.prior and Path(os.path.relpath(args.prior.resolve(), ROOT))
+    args.restorer = args.restorer and Path(os.path.relpath(args.restorer.resolve(), ROOT))
     results_dir = results_dir.resolve()
 
     failed = []

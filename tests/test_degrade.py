@@ -208,6 +208,19 @@ def test_cli_bad_spec_exits_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "out.png").exists()
 
 
+def test_cli_paths_that_do_not_fit_are_one_line_or_go_into_the_folder(tmp_path, capsys):
+    _face(tmp_path / "one.png")
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    # a file into an existing folder keeps its name there
+    assert main(["degrade", "--spec", "blur:1", "--image", str(tmp_path / "one.png"), "--out", str(folder)]) == 0
+    assert (folder / "one.png").is_file()
+    # a folder onto an existing file is one line naming the problem, nothing written
+    assert main(["degrade", "--spec", "blur:1", "--image", str(folder), "--out", str(tmp_path / "one.png")]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; a folder --image needs a folder --out" in err and err.count("\n") == 1
+
+
 def test_alternatives_draw_one_pipeline_per_image_and_round_trip():
     degradation = parse_spec("blur:3;noise:0.3", seed=1)
     assert str(degradation) == "blur:3;noise:0.3"

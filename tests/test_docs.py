@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import vqstack
+from vqstack.restoration import save_restorer
 from helpers.recipes import ROOT, tiny_tokenizer_config
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -49,7 +50,14 @@ def project(tmp_path_factory):
     mask[:32] = 255
     Image.fromarray(mask).save(project / "mask.png")
     torch.manual_seed(0)
-    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(project / "runs/anime-tiny/tokenizer")
+    tokenizer = vqstack.Tokenizer.from_config(tiny_tokenizer_config())
+    tokenizer.save_pretrained(project / "runs/anime-tiny/tokenizer")
+    restorer = vqstack.build("restorer", "codeformer", tokenizer=tokenizer.config, image_size=16, width=32, depth=1,
+                             heads=2)
+    restorer.init_from_tokenizer(tokenizer)
+    save_restorer(restorer, project / "runs/restore-anime/restorer", project / "runs/anime-tiny/tokenizer")
+    for name, size in (("blurred.png", 16), ("small.png", 8)):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(project / name)
     prior = vqstack.build("prior", "ar", vocab_size=32, seq_len=16, dim=32, depth=1, heads=2,
                           attributes={"hair": ["blonde", "blue", "red"], "eyes": ["blue", "red"]})
     vqstack.save_component(prior, project / "runs/prior-anime/prior")
@@ -90,5 +98,5 @@ def test_python_blocks_run_as_written(page, project, fresh_plugins):
 def test_the_runner_finds_the_blocks_users_copy():
     """Guards the runner itself: the README's and generation guide's Python examples are among the pages run."""
     names = {p.name for p in PAGES if python_blocks(p)}
-    assert {"README.md", "generation.md", "plugins.md"} <= names
+    assert {"README.md", "generation.md", "plugins.md", "restoration.md"} <= names
     assert any("Pipeline.from_pretrained" in code for _, code in python_blocks(ROOT / "docs" / "generation.md"))

@@ -72,6 +72,12 @@ RESULTS = {
         "faces": 200, "image_size": [32, 32], "masked_token_rows": 3, "grid": [8, 8], "grid_file": "docs/g.png",
         **{name: {"st_lpips": 0.2, "seam_l1": 20.0, "fd_vgg": 100.0} for name in ("whole face through the tokenizer", "ar")},
         "maskgit": {"st_lpips": 0.15, "seam_l1": 12.5, "fd_vgg": 80.0, "seconds_per_face": 0.5}},
+    "restoration_compare": {
+        "faces": 200, "image_size": 32, "threads": 2, "grid_file": "docs/r.png",
+        "seconds_per_image": {"batched": 0.0021, "one_by_one": 0.0153},
+        "cases": {"blur2": {"spec": "blur:2", **{name: {"psnr": 20.5, "ssim": 0.55, "stlpips": 0.153, "fd-vgg": 90.1}
+                                                  for name in ("degraded", "tokenizer", "restorer f=0",
+                                                               "restorer f=0.5", "restorer f=1")}}}},
 }
 
 
@@ -85,6 +91,8 @@ def page(tmp_path):
                                                                             "tokenizer_eval") else [])
         if name == "inpaint_maskgit_vs_ar":
             command += ["--tokenizer", "runs/tok", "--ar", "runs/prior", "--maskgit", "runs/maskgit"]
+        if name == "restoration_compare":
+            command += ["--tokenizer", "runs/tok", "--restorer", "runs/restorer"]
         record = {"benchmark": name, "command": command + ["--json-out", str(tmp_path / f"{name}.json")],
                   "quick": name == "sampling_speed", "machine": MACHINE, "seconds": 12.0, "result": result}
         (tmp_path / f"{name}.json").write_text(json.dumps(record))
@@ -102,7 +110,9 @@ def test_every_table_and_machine_line(page):
                    "| variant | PSNR (dB) |", "| samples | followed (mean over colours) |", "| hair colour |",
                    "| metric | value |", "| candidates | ST-LPIPS (VGG) to the original |",
                    "| batch 8 | 8 | 5.98 | 4.77 | 1.25 | 4.89 | 1.02 |",
-                   "| maskgit | 0.15 | 12.5 | 80 | 0.5 |", "maskgit `runs/maskgit`"):
+                   "| maskgit | 0.15 | 12.5 | 80 | 0.5 |", "maskgit `runs/maskgit`",
+                   "| blur2 | restorer f=0.5 | 20.5 | 0.55 | 0.153 | 90.1 |",
+                   "restorer `runs/restorer`; restoring takes 2.1 ms per image batched and 15.3 ms one by one"):
         assert header in page, header
     assert "| 256 | 693 ms | 707 ms | 5092 ms | 5511 ms | 0.136 / 0.139 (≤ 0.6) | 349 / 221 MB vs 6526 MB |" in page
     assert "| `vqpytorch` | 1 | 1.00 |" in page and "| green | 66 % |" not in page
@@ -126,17 +136,18 @@ def test_missing_failed_and_quick(page):
     assert "**failed:** `python benchmarks/train_speed.py` (exit status 1) on 2026-11-28 10:00:00 UTC" in page
     assert "ValueError: boom" in page
     assert "**--quick smoke test: reduced sizes, not benchmark numbers**" in page
-    assert page.count("full run") == 8  # all but the quick and the failed results
+    assert page.count("full run") == 9  # all but the quick and the failed results
     assert "> **Smoke test.**" in page  # at the top, since one result is quick
 
 
 def test_every_benchmark_has_a_section():
-    args = argparse.Namespace(quick=False, device="cpu", tokenizer=Path("t"), prior=Path("p"), maskgit=Path("m"))
+    args = argparse.Namespace(quick=False, device="cpu", tokenizer=Path("t"), prior=Path("p"), maskgit=Path("m"),
+                              restorer=Path("r"))
     names = {name for section in report.SECTIONS for name, _ in section.parts}
     assert {bench.name for bench in run_all.benchmarks(args)} == names
     quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=None, prior=None))
     assert {b.name for b in quick if b.skip} == {"quantizer_shootout_cifar10", "hair_colour", "inpaint_candidates",
-                                                  "tokenizer_eval", "inpaint_maskgit_vs_ar"}
+                                                  "tokenizer_eval", "inpaint_maskgit_vs_ar", "restoration_compare"}
 
 
 def test_quick_page_names_the_quick_command(tmp_path):
@@ -144,7 +155,7 @@ def test_quick_page_names_the_quick_command(tmp_path):
     assert "Not measured yet: `python benchmarks/run_all.py --quick --only sampling_speed` produces it." in page
     # the one benchmark a quick run skips even with trained artifacts is not offered as a --quick command
     quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=Path("t"), prior=Path("p"),
-                                                  maskgit=Path("m")))
+                                                  maskgit=Path("m"), restorer=Path("r")))
     assert [b.name for b in quick if b.skip] == [name for s in report.SECTIONS for name in s.not_quick]
     assert "Not part of a --quick run: `python benchmarks/run_all.py --only quantizer_shootout_cifar10`" in page
 

@@ -41,7 +41,6 @@ _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _RANGE = re.compile(rf"^({_NUMBER})(?:-({_NUMBER}))?$")
 EXAMPLE = "blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90"
 DOWN_FACTORS = (2, 4, 8)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def _number(value: float) -> str:
@@ -323,29 +322,13 @@ def parse_spec(text: str, seed: int = 0) -> Degradation:
 def degrade_files(degradation: Degradation, image: Path, out: Path, seed: int = 0) -> int:
     """Degrade the image file ``image`` into ``out``, or every image of the folder ``image`` into the folder
     ``out`` under the same names; returns how many images were written."""
-    from PIL import Image
+    from .files import image_pairs, read_image, save_image
 
-    image, out = Path(image), Path(out)
-    if not image.exists():
-        raise FileNotFoundError(f"--image {image} does not exist.")
-    if out.resolve() == image.resolve():
-        raise ValueError(f"--out {out} is --image itself; give another file or folder, the originals stay.")
-    if image.is_dir():
-        files = sorted(f for f in image.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"--image {image} is a folder without images ({', '.join(IMAGE_SUFFIXES)}).")
-        out.mkdir(parents=True, exist_ok=True)
-        # each file's draws come from (seed, its name), so they do not change when other files come or go
-        pairs = [(f, out / f.name, stable_seed(seed, f.name)) for f in files]
-    else:
-        pairs = [(image, out, seed)]
-    for source, target, file_seed in pairs:
-        try:
-            with Image.open(source) as opened:
-                degraded = degradation.pil(opened, seed=file_seed)
-        except (OSError, Image.DecompressionBombError) as err:  # a damaged file: say which, not a traceback
-            raise ValueError(f"--image {source} is not a readable image ({' '.join(str(err).split())}).") from err
-        # a .jpg out is JPEG-compressed once more on saving: at 95 without chroma subsampling that adds little
-        jpeg = target.suffix.lower() in (".jpg", ".jpeg")
-        degraded.save(target, **({"quality": 95, "subsampling": 0} if jpeg else {}))
+    pairs = image_pairs(image, out)
+    folder = Path(image).is_dir()
+    for source, target in pairs:
+        # in a folder each file's draws come from (seed, its name), so they do not change when other files come
+        # or go; a .jpg out is JPEG-compressed once more on saving (at 95, which adds little)
+        save_image(degradation.pil(read_image(source), seed=stable_seed(seed, source.name) if folder else seed),
+                   target)
     return len(pairs)

@@ -25,7 +25,7 @@ from ..core.serialization import read_config
 from ..pipeline import from_pil, to_pil
 from ..restorers.base import blend_codes
 from ..tokenizer import Tokenizer
-from .degrade import IMAGE_SUFFIXES
+from .files import image_pairs, read_image, save_image
 from .saving import load_restorer
 
 DEFAULT_FIDELITY = 0.5  # CodeFormer's usual w: half the learned clean codes, half the input's own
@@ -239,53 +239,16 @@ class RestorePipeline:
         yield from finished()
 
 
-def restore_pairs(image: Path, out: Path) -> list[tuple[Path, Path]]:
-    """(source, target) files of ``vqstack restore``: one file, or every image of a folder (sorted, by suffix) to
-    the same name in the folder ``out``; the mistakes found before any model is loaded."""
-    image, out = Path(image), Path(out)
-    if not image.exists():
-        raise FileNotFoundError(f"--image {image} does not exist.")
-    if out.resolve() == image.resolve():
-        raise ValueError(f"--out {out} is --image itself; give another file or folder, the originals stay.")
-    if image.is_dir():
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} is a file; a folder --image needs a folder --out (same file names).")
-        files = sorted(f for f in image.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(f"--image {image} is a folder without images ({', '.join(IMAGE_SUFFIXES)}).")
-        return [(f, out / f.name) for f in files]
-    if out.is_dir():  # an existing folder: the restored file goes in it under its own name
-        out = out / image.name
-    if out.suffix.lower() not in Image.registered_extensions():
-        raise ValueError(f"--out {out}: no image format is known for {out.suffix or 'a name without a suffix'}; "
-                         f"end it in {', '.join(IMAGE_SUFFIXES)}.")
-    return [(image, out)]
-
-
-def read_image(path: Path) -> Image.Image:
-    """The image in ``path``, fully loaded and turned upright (EXIF orientation); an unreadable file is one
-    ValueError naming it."""
-    from PIL import ImageOps
-
-    try:
-        with Image.open(path) as opened:
-            return ImageOps.exif_transpose(opened)  # loads the pixels (a copy) before the file closes
-    except (OSError, Image.DecompressionBombError, SyntaxError) as err:  # a damaged file: say which
-        raise ValueError(f"--image {path} is not a readable image ({' '.join(str(err).split())}).") from err
-
-
 def restore_files(pipe: RestorePipeline, pairs: list[tuple[Path, Path]], fidelity: float = DEFAULT_FIDELITY,
                   upscale: int | None = None, batch_size: int = 16) -> int:
-    """Restore each source file of ``pairs`` (from :func:`restore_pairs`) into its target, ``batch_size`` files
+    """Restore each source file of ``pairs`` (from :func:`~vqstack.restoration.files.image_pairs`) into its target, ``batch_size`` files
     at a time; returns how many were written. A .jpg target is saved at quality 95 without chroma subsampling."""
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         restored = pipe([read_image(source) for source, _ in chunk], fidelity=fidelity, upscale=upscale,
                         batch_size=batch_size)
         for (_, target), image in zip(chunk, restored):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            jpeg = target.suffix.lower() in (".jpg", ".jpeg")
-            image.save(target, **({"quality": 95, "subsampling": 0} if jpeg else {}))
+            save_image(image, target)
     return len(pairs)
 
 
@@ -294,7 +257,7 @@ def run_restore(tokenizer_dir, restorer_dir, image, out, fidelity: float = DEFAU
     """``vqstack restore``: check the arguments, load the pipeline, restore; (images written, seconds per image
     spent reading, restoring and writing; loading the models and imports excluded)."""
     check_options(fidelity, upscale, batch_size)
-    pairs = restore_pairs(image, out)
+    pairs = image_pairs(image, out)
     pipe = RestorePipeline.from_pretrained(tokenizer_dir, restorer_dir, device=device)
     import torchvision.transforms.functional  # noqa: F401  its import (seconds) is loading, not restoring
     import torchvision.transforms.v2.functional  # noqa: F401
