@@ -48,7 +48,7 @@ from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
-from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
+from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
 
@@ -365,13 +365,7 @@ def train(args) -> dict:
                 with accelerator.accumulate(prior):
                     loss = prior(batch_tokens, labels=labels).loss
                     accelerator.backward(loss)
-                    ok = True
-                    if accelerator.sync_gradients:
-                        norm = gradient_norm(prior.parameters(), args.max_grad_norm, accelerator)
-                        ok = guard.allows(norm, state.step, "prior")
-                    if ok or accelerator.scaler is not None:  # fp16's scaler must see the step to lower its scale
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    ok = guard.optimizer_step(accelerator, optimizer, prior, args.max_grad_norm, state.step, "prior")
                 if not accelerator.sync_gradients:
                     continue
                 guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint

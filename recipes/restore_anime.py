@@ -60,7 +60,7 @@ from vqstack.restoration import clean_targets, parse_spec, restoration_loss, sav
 from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
 from vqstack.restorers import blend_codes, tokenizer_sizes
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
-from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
+from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog, to_float_dict
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
 
@@ -432,13 +432,8 @@ def train(args) -> dict:
                         out = restorer(batch["degraded"])
                     loss, logs = restoration_loss(out, codes, features, args.code_weight, args.feature_weight)
                     accelerator.backward(loss)
-                    ok = True
-                    if accelerator.sync_gradients:
-                        norm = gradient_norm(restorer.parameters(), args.max_grad_norm, accelerator)
-                        ok = guard.allows(norm, state.step, "restorer")
-                    if ok or accelerator.scaler is not None:  # fp16's scaler must see the step to lower its scale
-                        optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                    ok = guard.optimizer_step(accelerator, optimizer, restorer, args.max_grad_norm, state.step,
+                                              "restorer")
                 if not accelerator.sync_gradients:
                     continue
                 guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint

@@ -46,7 +46,7 @@ from vqstack.data.images import SkipTally, check_readable, hold_out
 from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
 from vqstack.training.ema import weight_ema
-from vqstack.training.faults import GracefulStop, NonFiniteGuard, gradient_norm
+from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.objectives import LossWeights, VQGANObjective
 from vqstack.training.runtime import cpu_processes, run_recipe, usage_errors
 from vqstack.training.reporting import FloatView, MetricsLog, save_comparison_grid, to_float_dict
@@ -246,17 +246,6 @@ def train(args) -> dict:
             (ema.module if ema is not None else raw_tokenizer).save_pretrained(staging)
             publish_dir(staging, output_dir / "tokenizer")
 
-    def take_step(optimizer, model, max_norm: float, what: str) -> bool:
-        """Clip and step ``optimizer`` at the end of an accumulation cycle, unless the gradients are NaN or
-        infinite (the guard skips those; fp16's scaler still sees the step, to lower its scale)."""
-        ok = True
-        if accelerator.sync_gradients:
-            ok = guard.allows(gradient_norm(model.parameters(), max_norm, accelerator), state.step, what)
-        if ok or accelerator.scaler is not None:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return ok
-
     def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
         model = ema.module if ema is not None else raw_tokenizer
         if do_sample and accelerator.is_main_process:
@@ -295,12 +284,12 @@ def train(args) -> dict:
                         loss, logs = objective.generator_loss(images, out, state.step,
                                                               raw_tokenizer.decoder.last_layer)
                     accelerator.backward(loss)
-                    g_ok = take_step(opt_g, tokenizer, args.max_grad_norm, "generator")
+                    g_ok = guard.optimizer_step(accelerator, opt_g, tokenizer, args.max_grad_norm, state.step, "generator")
                     if objective.gan_active(state.step):
                         with accelerator.autocast():
                             d_loss, d_logs = objective.discriminator_loss(images, out.recon, state.step)
                         accelerator.backward(d_loss)
-                        take_step(opt_d, discriminator, 0.0, "discriminator")
+                        guard.optimizer_step(accelerator, opt_d, discriminator, 0.0, state.step, "discriminator")
                         logs.update(d_logs)
                 if not accelerator.sync_gradients:
                     continue

@@ -78,6 +78,18 @@ class NonFiniteGuard:
                       f"({self.skipped} skipped so far).", RuntimeWarning, stacklevel=2)
         return False
 
+    def optimizer_step(self, accelerator, optimizer, model, max_norm: float, step: int, what: str) -> bool:
+        """At the end of an accumulation cycle clip ``model``'s gradients and step ``optimizer`` unless they are NaN
+        or infinite; False when the step was skipped. fp16's scaler still sees a skipped step, to lower its scale;
+        the gradients are zeroed either way."""
+        ok = True
+        if accelerator.sync_gradients:
+            ok = self.allows(gradient_norm(model.parameters(), max_norm, accelerator), step, what)
+        if ok or accelerator.scaler is not None:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return ok
+
     def step_done(self, ok: bool, step: int) -> None:
         """Count a finished (``ok``) or skipped optimizer step; too many skipped in a row end the run."""
         self.in_a_row = 0 if ok else self.in_a_row + 1
