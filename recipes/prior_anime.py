@@ -41,13 +41,13 @@ from transformers import get_cosine_schedule_with_warmup
 import vqstack
 from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
-from vqstack.core.serialization import check_checkpoint_files, save_component, weights_sha256
+from vqstack.core.serialization import save_component, weights_sha256
 from vqstack.data import load_image_dataset
 from vqstack.data.images import describe_source
 from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
-from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
+from vqstack.training.checkpoints import TrainState, load_resume, save_checkpoint
 from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
@@ -310,12 +310,8 @@ def train(args) -> dict:
     raw_prior = accelerator.unwrap_model(prior)
     state, record = TrainState(), TokensRecord({name: info.get(name) for name in CACHE_FIELDS})
     accelerator.register_for_checkpointing(state, scheduler, record)
-    with usage_errors():
-        resume_from = resolve_resume(args.resume, output_dir)
+    resume_from = load_resume(accelerator, args.resume, output_dir)
     if resume_from is not None:
-        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
-            check_checkpoint_files(resume_from)
-        accelerator.load_state(str(resume_from))
         if record.loaded != record.key:
             raise UsageError(f"{resume_from} was trained on tokens from other inputs than {output_dir / 'tokens'} "
                              f"now holds (re-encoded?): start without --resume, or use another --output-dir.")

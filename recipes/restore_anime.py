@@ -53,13 +53,13 @@ import vqstack
 from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
 from vqstack.core.registry import component_spec
-from vqstack.core.serialization import check_checkpoint_files, weights_sha256
+from vqstack.core.serialization import weights_sha256
 from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.data.images import SkipTally, check_readable, hold_out
 from vqstack.restoration import clean_targets, parse_spec, restoration_loss, save_restorer
 from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
 from vqstack.restorers import blend_codes, tokenizer_sizes
-from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
+from vqstack.training.checkpoints import TrainState, load_resume, save_checkpoint
 from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog, to_float_dict
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
@@ -374,12 +374,8 @@ def train(args) -> dict:
     # built before the resume: building ST-LPIPS draws random weights, and the RNG state loaded next has the last word
     evaluation = Evaluation(tokenizer, eval_images, cases, metrics, args.batch_size, accelerator.device,
                             args.code_weight, args.feature_weight)
-    with usage_errors():
-        resume_from = resolve_resume(args.resume, output_dir)
+    resume_from = load_resume(accelerator, args.resume, output_dir)
     if resume_from is not None:
-        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
-            check_checkpoint_files(resume_from)
-        accelerator.load_state(str(resume_from))
         if record.loaded != record.key:
             raise UsageError(f"{resume_from} was trained for another tokenizer than --tokenizer {args.tokenizer} "
                              f"(its weights differ): start without --resume, or use another --output-dir.")

@@ -40,10 +40,9 @@ from transformers import get_cosine_schedule_with_warmup
 import vqstack
 from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
-from vqstack.core.serialization import check_checkpoint_files
 from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.data.images import SkipTally, check_readable, hold_out
-from vqstack.training.checkpoints import TrainState, resolve_resume, save_checkpoint
+from vqstack.training.checkpoints import TrainState, load_resume, save_checkpoint
 from vqstack.training.config import PRESETS, resolve_config
 from vqstack.training.ema import weight_ema
 from vqstack.training.faults import GracefulStop, NonFiniteGuard
@@ -225,11 +224,8 @@ def train(args) -> dict:
 
     # built before the resume: building draws random weights, and the RNG state loaded next must be the last word
     suite = eval_suite(raw_tokenizer, config["resolution"]).to(accelerator.device)
-    resume_from = resolve_resume(args.resume, output_dir)
+    resume_from = load_resume(accelerator, args.resume, output_dir)
     if resume_from is not None:
-        with usage_errors():  # accelerate unpickles registered objects unrestricted: check them first
-            check_checkpoint_files(resume_from)
-        accelerator.load_state(str(resume_from))
         accelerator.print(f"resumed from {resume_from} at step {state.step}")
     if args.report_to != "none":
         accelerator.init_trackers("vqgan", config={"preset": args.preset, "data": args.data, "lr": config["lr"]})

@@ -102,7 +102,9 @@ def test_resume_is_exact(images, tmp_path, fresh_plugins):
 
 
 def test_resume_from_a_missing_checkpoint_names_the_choices(images, tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint folder.*--resume latest"):
+    from vqstack.training.runtime import UsageError
+
+    with pytest.raises(UsageError, match="not a complete checkpoint folder.*--resume latest"):  # one line, exit 2
         run("--data", images, "--max-steps", 2, "--output-dir", tmp_path, "--resume", tmp_path / "checkpoint-9")
 
 

@@ -73,6 +73,23 @@ def resolve_resume(resume: str | None, output_dir) -> Path | None:
     return path
 
 
+def load_resume(accelerator, resume: str | None, output_dir) -> Path | None:
+    """``--resume`` ('latest', a checkpoint folder, or None for a fresh start) -> the checkpoint loaded into the
+    accelerator's models, optimizers and registered objects, or None. Its pickles are checked first with
+    ``weights_only=True`` (accelerate unpickles registered objects unrestricted). A missing or unsafe checkpoint is
+    a ``UsageError``: one line, exit 2."""
+    from ..core.serialization import check_checkpoint_files
+    from .runtime import usage_errors
+
+    with usage_errors():
+        path = resolve_resume(resume, output_dir)
+        if path is not None:
+            check_checkpoint_files(path)
+    if path is not None:
+        accelerator.load_state(str(path))
+    return path
+
+
 def save_checkpoint(accelerator, output_dir, step: int, keep: int | None = None) -> Path:
     """Every process calls this (accelerate's ``save_state`` gathers what it needs); the main one marks the folder
     complete and removes all but the newest ``keep`` checkpoints."""
