@@ -47,7 +47,7 @@ from vqstack.data.images import describe_source
 from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
-from vqstack.training.checkpoints import TrainState, load_resume, save_checkpoint
+from vqstack.training.checkpoints import RunKey, TrainState, load_resume, save_checkpoint
 from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
@@ -212,19 +212,6 @@ def prepare_tokens(args, tokenizer, accelerator, resolution: int, label_columns:
                           info={"tokenizer_path": str(args.tokenizer), **key}, source=args.data)
 
 
-class TokensRecord:
-    """Saved with every checkpoint: the token cache key it was trained on, so resuming on other tokens stops."""
-
-    def __init__(self, key: dict):
-        self.key, self.loaded = dict(key), None
-
-    def state_dict(self) -> dict:
-        return {"key": json.dumps(self.key, sort_keys=True)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loaded = json.loads(state["key"])
-
-
 # --- validation ------------------------------------------------------------------------------------------------
 
 
@@ -308,7 +295,7 @@ def train(args) -> dict:
     scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
     prior, optimizer, dataloader = accelerator.prepare(prior, optimizer, dataloader)
     raw_prior = accelerator.unwrap_model(prior)
-    state, record = TrainState(), TokensRecord({name: info.get(name) for name in CACHE_FIELDS})
+    state, record = TrainState(), RunKey({name: info.get(name) for name in CACHE_FIELDS})
     accelerator.register_for_checkpointing(state, scheduler, record)
     resume_from = load_resume(accelerator, args.resume, output_dir)
     if resume_from is not None:

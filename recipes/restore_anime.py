@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -59,7 +58,7 @@ from vqstack.data.images import SkipTally, check_readable, hold_out
 from vqstack.restoration import clean_targets, parse_spec, restoration_loss, save_restorer
 from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
 from vqstack.restorers import blend_codes, tokenizer_sizes
-from vqstack.training.checkpoints import TrainState, load_resume, save_checkpoint
+from vqstack.training.checkpoints import RunKey, TrainState, load_resume, save_checkpoint
 from vqstack.training.faults import GracefulStop, NonFiniteGuard
 from vqstack.training.reporting import FloatView, MetricsLog, to_float_dict
 from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
@@ -182,19 +181,6 @@ def check_sizes(args) -> None:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}.")
     if args.code_weight < 0 or args.feature_weight < 0 or args.code_weight + args.feature_weight == 0:
         raise ValueError("--code-weight and --feature-weight must be >= 0, and not both 0.")
-
-
-class RunRecord:
-    """Saved with every checkpoint: the tokenizer's weights, so resuming against another tokenizer stops."""
-
-    def __init__(self, key: dict):
-        self.key, self.loaded = dict(key), None
-
-    def state_dict(self) -> dict:
-        return {"key": json.dumps(self.key, sort_keys=True)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.loaded = json.loads(state["key"])
 
 
 # --- evaluation ------------------------------------------------------------------------------------------------
@@ -368,7 +354,7 @@ def train(args) -> dict:
     restorer, optimizer, dataloader = accelerator.prepare(restorer, optimizer, dataloader)
     raw_restorer = accelerator.unwrap_model(restorer)
     state = TrainState()
-    record = RunRecord({"tokenizer_sha256": weights_sha256(args.tokenizer)})
+    record = RunKey({"tokenizer_sha256": weights_sha256(args.tokenizer)})
     accelerator.register_for_checkpointing(state, scheduler, record)
 
     # built before the resume: building ST-LPIPS draws random weights, and the RNG state loaded next has the last word

@@ -3,6 +3,7 @@ marked complete, then renamed: a run killed mid-save leaves a ``.tmp`` folder th
 save removes, never a half-written ``checkpoint-<step>``."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -71,6 +72,21 @@ def resolve_resume(resume: str | None, output_dir) -> Path | None:
         raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder. "
                                 f"Complete checkpoints in {output_dir}: {known}; or use --resume latest.")
     return path
+
+
+class RunKey:
+    """What a run was trained on (a tokenizer's weights hash, a token cache key: any JSON-able dict), saved with
+    every checkpoint through ``accelerator.register_for_checkpointing``, so a resume against other inputs is
+    noticed: after ``load_state``, ``loaded`` holds the checkpoint's key, to compare with ``key``."""
+
+    def __init__(self, key: dict):
+        self.key, self.loaded = dict(key), None
+
+    def state_dict(self) -> dict:
+        return {"key": json.dumps(self.key, sort_keys=True)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loaded = json.loads(state["key"])
 
 
 def load_resume(accelerator, resume: str | None, output_dir) -> Path | None:
