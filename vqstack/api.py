@@ -21,11 +21,13 @@ What is here, by kind:
   ``MissingWeightsError`` (a ``FileNotFoundError``: raise it when pretrained weights are absent, and the checks
   report the component as skipped, not failed)
 - priors: ``Prior`` (the base: sizes, conditions, CFG dropout, token checks), ``PriorOutput``, ``ConditionVocab``
-  (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``, ``cfg_combine``, ``mask_invalid``,
-  ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and ``evaluating`` (eval mode for a block)
+  (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``,
+  ``cfg_combine``, ``mask_invalid``, ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and
+  ``evaluating`` (eval mode for a block)
 - restorers: ``Restorer`` (the base: the tokenizer's sizes, ``grid``, ``check_images``), ``RestorerOutput``,
   ``blend_codes`` (the fidelity blend of predicted and own codes), ``tokenizer_sizes``
-- both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``save_component``, ``load_component``
+- both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``RestorePipeline``, ``save_component``,
+  ``load_component``
 - conformance checks: ``check_component``, ``check_quantizer``, ``check_encoder``, ``check_decoder``,
   ``check_discriminator``, ``check_perceptual``, ``check_prior``, ``check_features``, ``check_restorer``,
   ``build_example``,
@@ -44,6 +46,7 @@ from .evaluation.features import FeatureNetwork
 from .evaluation.weights import MissingWeightsError
 from .perceptual.lpips import FrozenPerceptualLoss
 from .pipeline import Pipeline
+from .restoration.pipeline import RestorePipeline
 from .priors.ar import evaluating
 from .priors.base import Prior, PriorOutput
 from .priors.conditions import ConditionVocab
@@ -75,7 +78,7 @@ __all__ = [
     # restorers
     "Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes",
     # both stages
-    "Tokenizer", "TokenizerOutput", "Pipeline", "save_component", "load_component",
+    "Tokenizer", "TokenizerOutput", "Pipeline", "RestorePipeline", "save_component", "load_component",
     # conformance checks
     "check_component", "check_quantizer", "check_encoder", "check_decoder", "check_discriminator", "check_perceptual",
     "check_prior", "check_features", "check_restorer", "build_example", "example_kwargs",

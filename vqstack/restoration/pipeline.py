@@ -241,8 +241,8 @@ class RestorePipeline:
 
 def restore_files(pipe: RestorePipeline, pairs: list[tuple[Path, Path]], fidelity: float = DEFAULT_FIDELITY,
                   upscale: int | None = None, batch_size: int = 16) -> int:
-    """Restore each source file of ``pairs`` (from :func:`~vqstack.restoration.files.image_pairs`) into its target, ``batch_size`` files
-    at a time; returns how many were written. A .jpg target is saved at quality 95 without chroma subsampling."""
+    """Restore each source file of ``pairs`` (from :func:`~vqstack.restoration.files.image_pairs`) into its
+    target, ``batch_size`` files at a time; returns how many were written (.jpg at quality 95, see ``save_image``)."""
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         restored = pipe([read_image(source) for source, _ in chunk], fidelity=fidelity, upscale=upscale,
