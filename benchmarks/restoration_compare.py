@@ -63,12 +63,15 @@ def restore(tokenizer, restorer, images: torch.Tensor, fidelity: float) -> torch
 
 @torch.no_grad()
 def answers(tokenizer, restorer, degraded: torch.Tensor, batch: int) -> dict[str, torch.Tensor]:
-    out = {"degraded": degraded,
-           "tokenizer": torch.cat([tokenizer.decode(tokenizer.encode(b)) for b in degraded.split(batch)])}
-    for fidelity in FIDELITIES:
-        out[f"restorer f={fidelity:g}"] = torch.cat([restore(tokenizer, restorer, b, fidelity)
-                                                     for b in degraded.split(batch)])
-    return {name: eight_bit(images) for name, images in out.items()}
+    out = {"degraded": [], "tokenizer": [], **{f"restorer f={f:g}": [] for f in FIDELITIES}}
+    for images in degraded.split(batch):
+        out["degraded"].append(images)
+        out["tokenizer"].append(tokenizer.decode(tokenizer.encode(images)))
+        prediction = restorer(images)  # one forward, decoded at every fidelity
+        for fidelity in FIDELITIES:
+            latents = blend_codes(tokenizer, prediction, fidelity)
+            out[f"restorer f={fidelity:g}"].append(tokenizer.decode_codes(latents).clamp(-1, 1))
+    return {name: eight_bit(torch.cat(images)) for name, images in out.items()}
 
 
 def clean_suite(clean: torch.Tensor, batch: int):

@@ -196,6 +196,14 @@ class Jpeg(RangeStep):
 STEPS = {step.name: step for step in (Blur, Down, Noise, Poisson, Jpeg)}
 
 
+def apply_steps(steps, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``steps`` in order on one image in [0, 1]; clamping after each keeps what a saved image would keep
+    (bicubic overshoot and noise beyond black or white are lost)."""
+    for step in steps:
+        image = step(image, generator).clamp(0, 1)
+    return image
+
+
 @dataclasses.dataclass(frozen=True)
 class OneOf:
     """Alternative pipelines (tuples of steps), one drawn uniformly for each image: the ``;`` of a spec."""
@@ -206,10 +214,8 @@ class OneOf:
         return ";".join(",".join(map(str, steps)) for steps in self.options)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        steps = self.options[int(torch.randint(len(self.options), (), generator=generator))]
-        for step in steps:
-            image = step(image, generator).clamp(0, 1)
-        return image
+        return apply_steps(self.options[int(torch.randint(len(self.options), (), generator=generator))], image,
+                           generator)
 
 
 def _range_text(low: float, high: float) -> str:
@@ -259,15 +265,9 @@ class Degradation:
         batch = images.detach().reshape(-1, *images.shape[-3:]).to("cpu", torch.float32)
         if len(batch) == 0:  # an empty batch (the last of an exhausted shard): nothing to stack
             return images.clone()
-        # the steps work on [0, 1], the scale of pixels, noise std and photon counts; clamping after each step
-        # keeps what a saved image would keep (bicubic overshoot and noise beyond black or white are lost)
-        out = torch.stack([self._one((image + 1) / 2, generator) for image in batch]) * 2 - 1
+        # the steps work on [0, 1], the scale of pixels, noise std and photon counts
+        out = torch.stack([apply_steps(self.steps, (image + 1) / 2, generator) for image in batch]) * 2 - 1
         return out.reshape(images.shape).to(images.device, images.dtype)
-
-    def _one(self, image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        for step in self.steps:
-            image = step(image, generator).clamp(0, 1)
-        return image
 
     def generator(self, index: int, epoch: int = 0) -> torch.Generator:
         """The generator of sample ``index`` at ``epoch``: a function of (seed, epoch, index) alone."""
