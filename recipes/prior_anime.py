@@ -29,17 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 import vqstack
-from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
 from vqstack.core.serialization import save_component, weights_sha256
 from vqstack.data import load_image_dataset
@@ -47,10 +41,8 @@ from vqstack.data.images import describe_source
 from vqstack.data.labels import file_sha256, relabel
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
-from vqstack.training.checkpoints import RunKey, TrainState, load_resume, save_checkpoint
-from vqstack.training.faults import GracefulStop, NonFiniteGuard
-from vqstack.training.reporting import FloatView, MetricsLog
-from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
+from vqstack.training.loop import Trainer, add_loop_arguments
+from vqstack.training.runtime import UsageError, run_recipe, usage_errors
 
 PRESETS = {
     "tiny": {"dim": 64, "depth": 2, "heads": 2, "batch_size": 32, "lr": 1e-3},
@@ -63,7 +55,6 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", required=True, help="folder written by the tokenizer recipe (tokenizer/)")
     p.add_argument("--data", default="huggan/anime-faces", help="the images (same forms as the tokenizer recipe)")
-    p.add_argument("--output-dir", default="runs/prior-anime", help="where everything is written")
     p.add_argument("--preset", default="base", choices=sorted(PRESETS), help="transformer size (default: base)")
     p.add_argument("--prior", default="ar",
                    help="registered prior: ar (autoregressive, built in) or a plugin's, e.g. maskgit from "
@@ -87,28 +78,15 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.01,
                    help="share of the images held out for validation NLL (default: %(default)s; 0 = none)")
     p.add_argument("--val-seed", type=int, default=0, help="seed of the held-out split (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=500, help="steps between validation NLL lines")
     p.add_argument("--batch-size", type=int, default=None, help="sequences per process per step (default: preset)")
-    p.add_argument("--max-steps", type=int, default=10000, help="optimizer steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off")
-    p.add_argument("--max-bad-steps", type=int, default=10,
-                   help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"], help="autocast dtype")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
-    p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept")
-    p.add_argument("--sample-every", type=int, default=1000, help="steps between sample grids")
     p.add_argument("--sample-labels", default=None,
                    help="';'-separated conditions to sample, one grid row each (default: a few from the data)")
     p.add_argument("--cfg-scale", type=float, default=3.0, help="guidance scale of the sample grids")
-    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and data order")
-    p.add_argument("--num-workers", type=int, default=0, help="data loader workers per process")
-    return p
+    # --eval-every: steps between validation-loss lines
+    return add_loop_arguments(p, output_dir="runs/prior-anime", max_steps=10000, warmup_steps=100, eval_every=500,
+                              sample_every=1000, num_workers=0)
 
 
 def condition_of(row: dict, attributes: list[str], class_column: str | None):
@@ -127,13 +105,23 @@ def prior_kwargs(args, info: dict, tokens, preset: dict, attributes: list[str]) 
     if attributes:
         kwargs["group_dropout"] = args.group_dropout
     if args.class_column:
-        num_classes = int(max(tokens[args.class_column])) + 1
-        kwargs["num_classes"] = num_classes
-        if args.class_names:
-            kwargs["class_names"] = args.class_names.split(",")
+        kwargs.update(class_sizes(args.class_names, tokens[args.class_column]))
     elif attributes:
         kwargs["attributes"] = {a: sorted({v for v in tokens[a] if v}) for a in attributes}
     return kwargs
+
+
+def class_sizes(class_names: str | None, classes) -> dict:
+    """``num_classes`` (and ``class_names``) of a class-conditional prior: as many as the names when they are given,
+    so shards holding some classes only still train a prior for all of them; else the largest class id seen + 1."""
+    seen = int(max(classes)) + 1
+    if not class_names:
+        return {"num_classes": seen}
+    names = [name.strip() for name in class_names.split(",")]
+    if seen > len(names):
+        raise UsageError(f"The data holds class id {seen - 1}, but --class-names names {len(names)} classes "
+                         f"({', '.join(names)}).")
+    return {"num_classes": len(names), "class_names": names}
 
 
 def default_sample_labels(args, kwargs: dict) -> list:
@@ -225,14 +213,13 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, 
 
 
 def validation_loss(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
-    """Mean per-token loss of the held-out sequences: the NLL (nats), computed as ``vqstack eval`` computes
-    ``nll``, for an autoregressive prior; the masked-token cross-entropy for a masked one (maskgit). Each process
-    scores every num_processes-th sequence and the metric sums across processes."""
+    """Mean per-token loss of the held-out sequences on this (the main) process: the NLL (nats), computed as
+    ``vqstack eval`` computes ``nll``, for an autoregressive prior; the masked-token cross-entropy for a masked one
+    (maskgit)."""
     from vqstack.evaluation.generation import mean_prior_loss
 
-    rank, world = accelerator.process_index, accelerator.num_processes
     with accelerator.autocast():
-        return mean_prior_loss(prior, sequences[rank::world], conditions[rank::world], batch_size)
+        return mean_prior_loss(prior, sequences, conditions, batch_size, sync_on_compute=False)
 
 
 def export_prior(prior, info: dict, output_dir: Path) -> None:
@@ -246,14 +233,10 @@ def export_prior(prior, info: dict, output_dir: Path) -> None:
 
 
 def train(args) -> dict:
-    output_dir = Path(args.output_dir)
     preset = dict(PRESETS[args.preset])
     batch_size, lr = args.batch_size or preset["batch_size"], args.lr or preset["lr"]
-    accelerator = Accelerator(cpu=cpu_processes(), gradient_accumulation_steps=args.grad_accum,
-                              mixed_precision=args.mixed_precision,
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                        data_seed=args.seed))
-    set_seed(args.seed)
+    trainer = Trainer(args, name="prior")
+    accelerator, output_dir = trainer.accelerator, trainer.output_dir
     attributes = [a for a in args.attributes.split(",") if a] if not args.class_column else []
     label_columns = [args.class_column] if args.class_column else attributes
 
@@ -264,7 +247,7 @@ def train(args) -> dict:
         if resolution is None:
             raise UsageError("The tokenizer's config names no training resolution: pass --resolution.")
         tokens, info = prepare_tokens(args, tokenizer, accelerator, resolution, label_columns)
-    tokenizer.to(accelerator.device)
+    tokenizer.to(trainer.device)
     conditions = [condition_of(row, attributes, args.class_column) for row in tokens.select_columns(label_columns)] \
         if label_columns else [None] * len(tokens)
     sequences = torch.tensor(tokens["tokens"], dtype=torch.long)
@@ -292,29 +275,26 @@ def train(args) -> dict:
         (no_decay if param.dim() < 2 or "embed" in name else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
-    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
-    prior, optimizer, dataloader = accelerator.prepare(prior, optimizer, dataloader)
+    prior, optimizer, dataloader = trainer.prepare(prior, optimizer, dataloader)
+    scheduler = trainer.schedule(optimizer)
     raw_prior = accelerator.unwrap_model(prior)
-    state, record = TrainState(), RunKey({name: info.get(name) for name in CACHE_FIELDS})
-    accelerator.register_for_checkpointing(state, scheduler, record)
-    resume_from = load_resume(accelerator, args.resume, output_dir)
-    if resume_from is not None:
-        if record.loaded != record.key:
-            raise UsageError(f"{resume_from} was trained on tokens from other inputs than {output_dir / 'tokens'} "
-                             f"now holds (re-encoded?): start without --resume, or use another --output-dir.")
-        accelerator.print(f"resumed from {resume_from} at step {state.step}")
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
-                             resumed_at=state.step if resume_from is not None else None)
-    hook().vqstack_on_train_start(config={**kwargs, "prior": args.prior, "batch_size": batch_size, "lr": lr},
-                                  accelerator=accelerator)
+    trainer.begin({**kwargs, "prior": args.prior, "batch_size": batch_size, "lr": lr},
+                  run_key={name: info.get(name) for name in CACHE_FIELDS},
+                  mismatch=f"{{checkpoint}} was trained on tokens from other inputs than {output_dir / 'tokens'} now "
+                           f"holds (re-encoded?): start without --resume, or use another --output-dir.")
 
-    def sample_grid(step: int) -> None:
+    def step(batch) -> tuple[bool, dict]:
+        batch_tokens, rows = batch
+        labels = [conditions[i] for i in rows.tolist()] if label_columns else None
+        loss = prior(batch_tokens, labels=labels).loss
+        accelerator.backward(loss)
+        return trainer.optimizer_step(optimizer, prior, what="prior"), {"loss": loss.detach()}
+
+    def sample(step: int) -> None:
         """One row of 8 samples per condition, guided, with a fixed seed."""
-        if not accelerator.is_main_process:
-            return
         raw_prior.eval()
         rows = []
-        generator = torch.Generator(accelerator.device).manual_seed(args.seed)
+        generator = torch.Generator(trainer.device).manual_seed(args.seed)
         for label in sample_labels:
             sampled = raw_prior.generate(8, labels=label, cfg_scale=args.cfg_scale if label is not None else 1.0,
                                          generator=generator)
@@ -326,74 +306,18 @@ def train(args) -> dict:
 
     val_name = "val_nll" if getattr(raw_prior, "causal", False) else "val_masked_ce"
 
-    def validate(step: int) -> None:
+    def validate(step: int) -> dict | None:
         if len(val_sequences):
             value = validation_loss(raw_prior, val_sequences, val_conditions, batch_size, accelerator)
-            metrics_log.write({"step": step, val_name: value, "val_sequences": len(val_sequences)})
-            hook().vqstack_on_validation_end(step=step, metrics={val_name: value})
+            return {val_name: value, "val_sequences": len(val_sequences)}
+        return None
 
-    # --- the loop ------------------------------------------------------------------------------------------------
-    progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process, desc="prior")
-    interval_start, interval_steps = time.perf_counter(), 0
-    sequences_per_step = batch_size * accelerator.num_processes * args.grad_accum
-    loss = torch.zeros(())
-    stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
-    guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
-    try:
-        while state.step < args.max_steps and not stop.stopped:
-            dataloader.set_epoch(state.epoch)
-            for batch_tokens, rows in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
-                state.batches_in_epoch += 1
-                labels = [conditions[i] for i in rows.tolist()] if label_columns else None
-                with accelerator.accumulate(prior):
-                    loss = prior(batch_tokens, labels=labels).loss
-                    accelerator.backward(loss)
-                    ok = guard.optimizer_step(accelerator, optimizer, prior, args.max_grad_norm, state.step, "prior")
-                if not accelerator.sync_gradients:
-                    continue
-                guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint
-                if not ok:
-                    continue
-                scheduler.step()  # once per optimizer step, whatever the number of processes
-                state.step += 1
-                state.images_seen += sequences_per_step
-                interval_steps += 1
-                progress.update(1)
-                if hook().vqstack_on_step_end.get_hookimpls():
-                    hook().vqstack_on_step_end(step=state.step, logs=FloatView({"loss": loss.detach()}))
-                last = state.step == args.max_steps
-                if state.step % args.log_every == 0 or last:
-                    mean_loss = accelerator.reduce(loss.detach().float(), "mean").item()
-                    elapsed = time.perf_counter() - interval_start
-                    metrics_log.write({"step": state.step, "loss": mean_loss, "lr": scheduler.get_last_lr()[0],
-                                       "skipped_steps": guard.skipped,
-                                       "sequences_per_sec": interval_steps * sequences_per_step / max(elapsed, 1e-9)})
-                    progress.set_postfix(loss=f"{mean_loss:.4f}")
-                    interval_start, interval_steps = time.perf_counter(), 0
-                stopping = not last and stop.requested(state.step)
-                if state.step % args.eval_every == 0 or last:
-                    validate(state.step)
-                if state.step % args.checkpoint_every == 0 or last or stopping:
-                    path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
-                    if accelerator.is_main_process:
-                        export_prior(raw_prior, info, output_dir)
-                    hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
-                if stopping:
-                    accelerator.print(f"{stop.signal_name}: stopped after step {state.step}, saved {path.name}; "
-                                      f"continue with --resume latest")
-                    break
-                if state.step % args.sample_every == 0 or last:
-                    sample_grid(state.step)
-                if last:
-                    break
-            else:
-                state.epoch += 1
-                state.batches_in_epoch = 0
-    finally:
-        stop.close()
-        progress.close()
-    return {"accelerator": accelerator, "prior": raw_prior, "state": state, "loss": loss.detach().item(), "info": info,
-            "stopped_by": stop.signal_name}
+    trainer.fit(dataloader, step, models=[prior], batch_size=batch_size, schedulers={"lr": scheduler},
+                export=lambda: export_prior(raw_prior, info, output_dir), evaluate=validate, sample=sample,
+                throughput="sequences_per_sec")
+    result = trainer.result(prior=raw_prior, info=info)
+    result["loss"] = result["logs"].get("loss", 0.0)
+    return result
 
 
 def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:

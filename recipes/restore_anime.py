@@ -39,29 +39,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
 import vqstack
-from vqstack.core import hook
 from vqstack.core.files import publish_dir, staging_dir
 from vqstack.core.registry import component_spec
 from vqstack.core.serialization import weights_sha256
 from vqstack.data import ImageDataset, load_image_dataset
-from vqstack.data.images import SkipTally, check_readable, hold_out
+from vqstack.data.images import check_readable, hold_out
 from vqstack.restoration import clean_targets, parse_spec, restoration_loss, save_restorer
 from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
 from vqstack.restorers import blend_codes, tokenizer_sizes
-from vqstack.training.checkpoints import RunKey, TrainState, load_resume, save_checkpoint
-from vqstack.training.faults import GracefulStop, NonFiniteGuard
-from vqstack.training.reporting import FloatView, MetricsLog, to_float_dict
-from vqstack.training.runtime import UsageError, cpu_processes, run_recipe, usage_errors
+from vqstack.training.loop import Trainer, add_loop_arguments
+from vqstack.training.runtime import UsageError, run_recipe, usage_errors
 
 DEFAULT_DEGRADATIONS = "down:4,noise:0-0.08;blur:0.5-3;jpeg:10-40"
 EVAL_DEGRADATIONS = "down:4,noise:0.05;blur:2;jpeg:20"  # x4 down + noise, blur, JPEG: one fixed case each
@@ -74,7 +66,6 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenizer", required=True, help="folder written by the tokenizer recipe (tokenizer/)")
     p.add_argument("--data", default="huggan/anime-faces", help="the images (same forms as the tokenizer recipe)")
-    p.add_argument("--output-dir", default="runs/restore-anime", help="where everything is written")
     p.add_argument("--degradations", default=DEFAULT_DEGRADATIONS,
                    help="damage of the training inputs: steps blur, down, noise, poisson, jpeg in order, ';' between "
                         "alternatives (default: %(default)s)")
@@ -96,25 +87,10 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--feature-weight", type=float, default=FEATURE_WEIGHT,
                    help="weight of the feature L2 loss (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="images per process per step (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, default=10000, help="optimizer steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=4e-4, help="peak learning rate (default: %(default)s)")
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps (default: %(default)s)")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping, 0 = off (default: 1.0)")
-    p.add_argument("--max-bad-steps", type=int, default=10,
-                   help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
-                   help="autocast dtype of the restorer; the frozen tokenizer runs in fp32 (default: no)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints")
-    p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept")
-    p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids")
-    p.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
-    p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines")
-    p.add_argument("--resume", default=None, help="'latest' or a checkpoint folder (default: start fresh)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, data order, flips and damage (default: 0)")
-    p.add_argument("--num-workers", type=int, default=2, help="data loader workers per process (default: 2)")
-    return p
+    return add_loop_arguments(p, output_dir="runs/restore-anime", max_steps=10000, warmup_steps=100, eval_every=500,
+                              sample_every=500, num_workers=2)
 
 
 # --- data: (damaged, clean) pairs, the damage drawn from (seed, epoch, index) --------------------------------------
@@ -301,22 +277,15 @@ def load_tokenizer(args):
 
 
 def train(args) -> dict:
-    output_dir = Path(args.output_dir)
-    accelerator = Accelerator(cpu=cpu_processes(), gradient_accumulation_steps=args.grad_accum,
-                              mixed_precision=args.mixed_precision,
-                              # shuffling from (seed, epoch): the same order on resume, and every process agrees
-                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
-                                                                        data_seed=args.seed))
     with usage_errors():  # bad options, a missing or multi-codebook tokenizer, a misspelt degradation: one line
         check_sizes(args)
         degradation = parse_spec(args.degradations, seed=args.seed)
         cases = eval_cases(args.eval_degradations, seed=args.seed)
         tokenizer, resolution = load_tokenizer(args)
         metrics = parse_eval_metrics(args.eval_metrics, resolution)
-    set_seed(args.seed)  # identical initial weights on every process
-    tokenizer.to(accelerator.device)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(args, name="restore")
+    accelerator, output_dir = trainer.accelerator, trainer.output_dir
+    tokenizer.to(trainer.device)
 
     # --- data: the last --eval-images readable images are held out ----------------------------------------------
     with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
@@ -349,129 +318,43 @@ def train(args) -> dict:
         (no_decay if param.dim() < 2 or "position" in name else decay).append(param)
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.99))
-    # counts optimizer steps; stepped by us (accelerate's wrapper would step it once per process)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, args.warmup_steps, args.max_steps)
-    restorer, optimizer, dataloader = accelerator.prepare(restorer, optimizer, dataloader)
+    restorer, optimizer, dataloader = trainer.prepare(restorer, optimizer, dataloader)
+    scheduler = trainer.schedule(optimizer)
     raw_restorer = accelerator.unwrap_model(restorer)
-    state = TrainState()
-    record = RunKey({"tokenizer_sha256": weights_sha256(args.tokenizer)})
-    accelerator.register_for_checkpointing(state, scheduler, record)
 
     # built before the resume: building ST-LPIPS draws random weights, and the RNG state loaded next has the last word
-    evaluation = Evaluation(tokenizer, eval_images, cases, metrics, args.batch_size, accelerator.device,
+    evaluation = Evaluation(tokenizer, eval_images, cases, metrics, args.batch_size, trainer.device,
                             args.code_weight, args.feature_weight)
-    resume_from = load_resume(accelerator, args.resume, output_dir)
-    if resume_from is not None:
-        if record.loaded != record.key:
-            raise UsageError(f"{resume_from} was trained for another tokenizer than --tokenizer {args.tokenizer} "
-                             f"(its weights differ): start without --resume, or use another --output-dir.")
-        accelerator.print(f"resumed from {resume_from} at step {state.step}")
-    metrics_log = MetricsLog(output_dir / "metrics.jsonl", enabled=accelerator.is_main_process,
-                             resumed_at=state.step if resume_from is not None else None)
     sizes = {k: v for k, v in (component_spec(raw_restorer) or {}).get("kwargs", {}).items() if k != "tokenizer"}
-    hook().vqstack_on_train_start(config={"restorer": args.restorer, **sizes, "degradations": str(degradation),
-                                          "batch_size": args.batch_size, "lr": args.lr}, accelerator=accelerator)
-    observers = hook().vqstack_on_step_end.get_hookimpls()
+    trainer.begin({"restorer": args.restorer, **sizes, "degradations": str(degradation),
+                   "batch_size": args.batch_size, "lr": args.lr},
+                  run_key={"tokenizer_sha256": weights_sha256(args.tokenizer)},
+                  mismatch=f"{{checkpoint}} was trained for another tokenizer than --tokenizer {args.tokenizer} (its "
+                           f"weights differ): start without --resume, or use another --output-dir.")
+
+    def step(batch) -> tuple[bool, dict]:
+        # the frozen tokenizer's codes and features of the clean images, in fp32, outside the autocast
+        codes, features = clean_targets(tokenizer, batch["pixel_values"])
+        with accelerator.autocast():
+            out = restorer(batch["degraded"])
+        loss, logs = restoration_loss(out, codes, features, args.code_weight, args.feature_weight)
+        accelerator.backward(loss)
+        return trainer.optimizer_step(optimizer, restorer, what="restorer"), {"loss": loss.detach(), **logs}
 
     def export() -> None:
         """restorer/, written into restorer.tmp and then renamed: an older one is replaced only by a complete one."""
-        if accelerator.is_main_process:
-            staging = staging_dir(output_dir / "restorer")
-            save_restorer(raw_restorer, staging, args.tokenizer, degradations=degradation.to_config(),
-                          eval_degradations=args.eval_degradations, image_size=resolution,
-                          trained={"step": state.step, "data": str(args.data), "code_weight": args.code_weight,
-                                   "feature_weight": args.feature_weight})
-            publish_dir(staging, output_dir / "restorer")
+        staging = staging_dir(output_dir / "restorer")
+        save_restorer(raw_restorer, staging, args.tokenizer, degradations=degradation.to_config(),
+                      eval_degradations=args.eval_degradations, image_size=resolution,
+                      trained={"step": trainer.state.step, "data": str(args.data), "code_weight": args.code_weight,
+                               "feature_weight": args.feature_weight})
+        publish_dir(staging, output_dir / "restorer")
 
-    def evaluate_and_sample(step: int, do_eval: bool, do_sample: bool) -> None:
-        if do_sample and accelerator.is_main_process:
-            evaluation.grid(raw_restorer, output_dir / "samples" / f"step-{step}.png")
-        if do_eval:  # every process evaluates the same small set: no collective can be left waiting
-            values = evaluation(raw_restorer)
-            metrics_log.write({"step": step, **values})
-            hook().vqstack_on_validation_end(step=step, metrics=values)
-
-    # --- the loop ------------------------------------------------------------------------------------------------
-    progress = tqdm(total=args.max_steps, initial=state.step, disable=not accelerator.is_main_process,
-                    desc="restore")
-    images_per_step = args.batch_size * accelerator.num_processes * args.grad_accum
-    interval_start, interval_steps = time.perf_counter(), 0
-    tally, skips_reported = SkipTally(), 0
-    logs = {}
-    stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
-    guard = NonFiniteGuard(args.max_bad_steps)  # NaN/inf gradients: skip the step
-    try:
-        while state.step < args.max_steps and not stop.stopped:
-            dataloader.set_epoch(state.epoch)
-            train_set.set_epoch(state.epoch)  # flips and damage of this epoch
-            for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
-                tally.add(batch)
-                state.batches_in_epoch += 1
-                # the frozen tokenizer's codes and features of the clean images, in fp32, outside the autocast
-                codes, features = clean_targets(tokenizer, batch["pixel_values"])
-                with accelerator.accumulate(restorer):
-                    with accelerator.autocast():
-                        out = restorer(batch["degraded"])
-                    loss, logs = restoration_loss(out, codes, features, args.code_weight, args.feature_weight)
-                    accelerator.backward(loss)
-                    ok = guard.optimizer_step(accelerator, optimizer, restorer, args.max_grad_norm, state.step,
-                                              "restorer")
-                if not accelerator.sync_gradients:
-                    continue
-                guard.step_done(ok, state.step)  # too many bad steps in a row: stop, keeping the last checkpoint
-                if not ok:
-                    continue
-
-                # --- one optimizer step done ---
-                scheduler.step()  # once per optimizer step, whatever the number of processes
-                state.step += 1
-                state.images_seen += images_per_step
-                interval_steps += 1
-                logs = {"loss": loss.detach(), **logs}
-                if observers:
-                    hook().vqstack_on_step_end(step=state.step, logs=FloatView(logs))  # read on demand: no sync
-                progress.update(1)
-                last = state.step == args.max_steps
-
-                if state.step % args.log_every == 0 or last:
-                    names = list(logs)
-                    values = accelerator.reduce(torch.stack([torch.as_tensor(logs[k], dtype=torch.float32,
-                                                                             device=accelerator.device)
-                                                             for k in names]), "mean")
-                    line = dict(zip(names, values.tolist()))
-                    elapsed = time.perf_counter() - interval_start
-                    skips = SkipTally(accelerator.reduce(tally.counts.to(accelerator.device), "sum"))
-                    if skips.total > skips_reported:  # a line in the log whenever the count grows
-                        accelerator.print(skips.message())
-                        skips_reported = skips.total
-                    line.update(step=state.step, lr=scheduler.get_last_lr()[0], **skips.as_dict(),
-                                skipped_steps=guard.skipped,
-                                images_per_sec=interval_steps * images_per_step / max(elapsed, 1e-9))
-                    metrics_log.write(line)
-                    progress.set_postfix(loss=f"{line['loss']:.4f}", acc=f"{line['code_accuracy']:.3f}")
-                    interval_start, interval_steps = time.perf_counter(), 0
-
-                stopping = not last and stop.requested(state.step)
-                if state.step % args.checkpoint_every == 0 or last or stopping:
-                    path = save_checkpoint(accelerator, output_dir, state.step, args.checkpoints_to_keep)
-                    export()
-                    hook().vqstack_on_checkpoint_saved(step=state.step, path=str(path))
-                if stopping:
-                    accelerator.print(f"{stop.signal_name}: stopped after step {state.step}, saved {path.name}; "
-                                      f"continue with --resume latest")
-                    break
-                evaluate_and_sample(state.step, do_eval=state.step % args.eval_every == 0 or last,
-                                    do_sample=state.step % args.sample_every == 0 or last)
-                if last:
-                    break
-            else:  # the epoch ran out
-                state.epoch += 1
-                state.batches_in_epoch = 0
-    finally:
-        stop.close()
-        progress.close()
-    return {"accelerator": accelerator, "restorer": raw_restorer, "tokenizer": tokenizer, "state": state,
-            "logs": to_float_dict(logs), "stopped_by": stop.signal_name}
+    trainer.fit(dataloader, step, models=[restorer], batch_size=args.batch_size, schedulers={"lr": scheduler},
+                epoch_datasets=[train_set], export=export, evaluate=lambda _: evaluation(raw_restorer),
+                sample=lambda step: evaluation.grid(raw_restorer, output_dir / "samples" / f"step-{step}.png"),
+                postfix=("loss", "code_accuracy"))
+    return trainer.result(restorer=raw_restorer, tokenizer=tokenizer)
 
 
 def main(argv=None, parser: argparse.ArgumentParser | None = None) -> dict:

@@ -235,3 +235,23 @@ def test_encoding_for_a_prior_leaves_unreadable_images_out_and_counts_them(tmp_p
     assert info["skipped_images"] == 2 and info["skipped/empty"] == 1 and info["skipped/truncated"] == 1
     readable = ImageDataset(images, 16, random_flip=False)
     assert tokens[4]["tokens"] == tokenizer.encode(readable.pixels(5)[None]).flatten().tolist()
+
+
+def test_skip_counters_go_on_counting_after_a_resume(tmp_path, fresh_plugins):
+    """Skipped NaN steps and unreadable images are checkpointed: a run stopped at step 4 and resumed to 8 logs the
+    same counters as one run of 8 steps."""
+    folder = write_image_folder(tmp_path / "images", count=20)
+    add_bad_files(folder)
+    vqstack.register_plugin(NaNPlugin(), name="nan")
+    with pytest.warns(RuntimeWarning, match="the step is skipped"):
+        nan_run(folder, tmp_path / "straight", {1}, "--max-steps", 8)
+        nan_run(folder, tmp_path / "resumed", {1}, "--max-steps", 4, "--checkpoint-every", 4)
+    NaNVQ.poisoned = set()
+    run(folder, tmp_path / "resumed", "--config", tmp_path / "resumed-config.json", "--max-steps", 8,
+        "--resume", "latest")
+    straight, resumed = logged_steps(tmp_path / "straight"), logged_steps(tmp_path / "resumed")
+    assert [r["step"] for r in resumed] == list(range(1, 9))
+    assert [r["skipped_steps"] for r in resumed] == [r["skipped_steps"] for r in straight] == [0] + [1] * 7
+    counts = [{k: v for k, v in r.items() if k.startswith("skipped")} for r in straight]
+    assert counts[-1]["skipped_images"] > counts[3]["skipped_images"] > 0, "bad files are read in both halves"
+    assert [{k: v for k, v in r.items() if k.startswith("skipped")} for r in resumed] == counts

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..core.files import publish_dir
+from ..data.images import SKIP_REASONS
 
 PREFIX = "checkpoint-"
 COMPLETE = "COMPLETE"  # written last, so a run killed mid-save never resumes from a half-written folder
@@ -17,20 +18,25 @@ class TrainState:
     """Where training stands; accelerate saves it with the models (``register_for_checkpointing``).
 
     ``step`` counts optimizer steps; ``batches_in_epoch`` counts micro-batches this process consumed in ``epoch``,
-    so a resumed run skips exactly the data it has seen."""
+    so a resumed run skips exactly the data it has seen. ``skipped_steps`` (non-finite gradients) and
+    ``skipped_images`` (unreadable images per reason, every process's) are the counters as of the checkpoint, so a
+    resumed run goes on counting; a checkpoint written before they existed loads them as zero."""
 
     def __init__(self):
         self.step = 0
         self.epoch = 0
         self.batches_in_epoch = 0
         self.images_seen = 0
+        self.skipped_steps = 0
+        self.skipped_images = [0] * len(SKIP_REASONS)
 
     def state_dict(self) -> dict:
-        return dict(vars(self))
+        return {key: list(value) if isinstance(value, list) else value for key, value in vars(self).items()}
 
     def load_state_dict(self, state: dict) -> None:
-        for key in vars(self):
-            setattr(self, key, int(state[key]))
+        for key, default in vars(self).items():
+            value = state.get(key, default)
+            setattr(self, key, [int(v) for v in value] if isinstance(default, list) else int(value))
 
 
 def checkpoint_path(output_dir, step: int) -> Path:
