@@ -332,3 +332,24 @@ def degrade_files(degradation: Degradation, image: Path, out: Path, seed: int = 
         save_image(degradation.pil(read_image(source), seed=stable_seed(seed, source.name) if folder else seed),
                    target)
     return len(pairs)
+
+
+class DegradedImages(torch.utils.data.Dataset):
+    """``images`` (an ImageDataset) with ``"degraded"`` added to each sample: ``degradation.sample`` of the
+    (flipped) clean image, seeded by (seed, epoch, index) like the flips, so a sample is damaged the same way in any
+    worker and in a resumed run. ``set_epoch`` before each epoch's iterator is made (workers copy the dataset)."""
+
+    def __init__(self, images, degradation):
+        self.images, self.degradation, self.epoch = images, degradation, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.images.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.images[index]
+        sample["degraded"] = self.degradation.sample(sample["pixel_values"], index, self.epoch)
+        return sample
