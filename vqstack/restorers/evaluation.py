@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.plugins import build
+from ..core import build
 from ..restoration.degrade import parse_spec
 from ..restoration.objective import clean_targets, restoration_loss
 from .base import blend_codes
