@@ -35,10 +35,10 @@ import torch
 
 import vqstack
 from vqstack.core.files import publish_dir, staging_dir
-from vqstack.core.serialization import save_component, weights_sha256
+from vqstack.core.serialization import save_component
 from vqstack.data import load_image_dataset
-from vqstack.data.images import describe_source
-from vqstack.data.labels import file_sha256, relabel
+from vqstack.data.labels import relabel
+from vqstack.data.token_cache import CACHE_FIELDS, check_token_cache, token_cache_key
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
 from vqstack.training.loop import Trainer, add_loop_arguments
@@ -137,34 +137,6 @@ def default_sample_labels(args, kwargs: dict) -> list:
     return [None]
 
 
-# --- the token cache: everything the tokens depend on, and a refusal when any of it changed ---------------------
-
-CACHE_FIELDS = {"tokenizer_sha256": "the tokenizer's weights (--tokenizer)", "data": "--data",
-                "metadata_sha256": "the data's own metadata file", "resolution": "--resolution",
-                "label_columns": "the label columns (--attributes / --class-column)", "labels_sha256": "--metadata"}
-
-
-def token_cache_key(args, resolution: int, label_columns: list[str]) -> dict:
-    return {"tokenizer_sha256": weights_sha256(args.tokenizer), **describe_source(args.data),
-            "resolution": resolution, "label_columns": label_columns,
-            "labels_sha256": file_sha256(args.metadata) if args.metadata else None}
-
-
-def short(value) -> str:
-    return f"{value[:12]}..." if isinstance(value, str) and len(value) == 64 else repr(value)
-
-
-def check_token_cache(tokens_dir: Path, key: dict) -> None:
-    """Stop when ``tokens_dir`` was encoded from other inputs: a prior trained on another tokenizer's tokens
-    decodes into garbage without any error."""
-    info = json.loads((tokens_dir / INFO_NAME).read_text())
-    changed = [f"{CACHE_FIELDS[name]}: {short(info.get(name))} then, {short(key[name])} now"
-               for name in CACHE_FIELDS if info.get(name) != key[name]]
-    if changed:
-        raise UsageError(f"{tokens_dir} was encoded from other inputs than this run's ({'; '.join(changed)}). "
-                         f"Pass --rebuild-tokens to encode the images again, or choose another --output-dir.")
-
-
 def check_new_tags(images, relabelled, columns: list[str], metadata) -> None:
     """Refuse --metadata tags that the data's own column never uses (a typo, or hair and eye columns swapped)."""
     for column in columns:
@@ -182,7 +154,7 @@ def prepare_tokens(args, tokenizer, accelerator, resolution: int, label_columns:
     """The encoded data set ``(tokens, info)``: reused from ``<output-dir>/tokens`` when made from the same inputs,
     encoded (once, sharded over the processes) otherwise."""
     tokens_dir = Path(args.output_dir) / "tokens"
-    key = token_cache_key(args, resolution, label_columns)
+    key = token_cache_key(args.tokenizer, args.data, resolution, label_columns, args.metadata)
     if (tokens_dir / INFO_NAME).is_file() and not args.rebuild_tokens:
         check_token_cache(tokens_dir, key)
         return load_token_dataset(tokens_dir)

@@ -162,3 +162,35 @@ def test_mistakes_end_in_one_line_and_exit_code_2(inputs, tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith("prior_anime.py: error: Unknown attribute tag 'purple hair'") and "blonde" in lines[0]
     assert not (tmp_path / "run" / "prior").exists()
+
+
+def write_class_folder(folder, classes):
+    """A 16x16 image folder whose metadata.jsonl gives each image a class id from ``classes`` (cycled)."""
+    from helpers.recipes import write_image_folder
+
+    write_image_folder(folder, count=24, size=16)
+    with (folder / "metadata.jsonl").open("w") as f:
+        for i in range(24):
+            f.write(json.dumps({"file_name": f"{i:03d}.png", "cls": classes[i % len(classes)]}) + "\n")
+    return folder
+
+
+def run_classes(inputs, tmp_path, classes, names):
+    reset_accelerate()
+    images = write_class_folder(tmp_path / "images", classes)
+    return load_recipe("prior_anime").main([
+        "--tokenizer", str(inputs / "tokenizer-a"), "--data", str(images), "--preset", "tiny", "--attributes", "",
+        "--class-column", "cls", "--class-names", names, "--batch-size", "8", "--max-steps", "1",
+        "--sample-every", "100", "--output-dir", str(tmp_path / "run")])
+
+
+def test_the_class_count_comes_from_the_names_not_from_the_classes_seen(inputs, tmp_path):
+    """Shards holding one class (id 0) still train a prior over every named class (prior_cifar10 on one shard)."""
+    result = run_classes(inputs, tmp_path, [0], "plane,car,bird")
+    assert result["prior"].conditions.num_classes == 3
+    assert result["prior"].conditions.class_names == ["plane", "car", "bird"]
+
+
+def test_a_class_id_beyond_the_names_is_refused(inputs, tmp_path):
+    with pytest.raises(UsageError, match="class id 3, but --class-names names 2 classes"):
+        run_classes(inputs, tmp_path, [0, 3], "plane,car")
