@@ -90,7 +90,8 @@ def vqstack_on_step_end(step, logs):
 
 @hookspec
 def vqstack_on_validation_end(step, metrics):
-    """Called on every process after an evaluation; ``metrics`` maps names to floats."""
+    """Called on the main process after an evaluation (training evaluates there only, once per evaluation step);
+    ``metrics`` maps names to floats."""
 
 
 @hookspec
