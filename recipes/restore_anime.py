@@ -130,8 +130,8 @@ def train(args) -> dict:
     tokenizer.to(trainer.device)
 
     # --- data: the last --eval-images readable images are held out ----------------------------------------------
-    with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
-        images = load_image_dataset(args.data)
+    with accelerator.main_process_first(), usage_errors():  # the first process builds the datasets cache
+        images = load_image_dataset(args.data)  # a --data that is no data set: one line, exit 2
     with usage_errors():
         every_row = ImageDataset(images, resolution, random_flip=False)
         check_readable(every_row, args.data)

@@ -125,8 +125,8 @@ def train(args) -> dict:
     accelerator, output_dir = trainer.accelerator, trainer.output_dir
 
     # --- data: the last eval_size readable images are held out for evaluation -----------------------------------
-    with accelerator.main_process_first():  # the first process builds the datasets cache, the others reuse it
-        images = load_image_dataset(args.data)
+    with accelerator.main_process_first(), usage_errors():  # the first process builds the datasets cache
+        images = load_image_dataset(args.data)  # a --data that is no data set: one line, exit 2
     with usage_errors():  # nothing readable: one line before training, not a traceback from a worker
         every_row = ImageDataset(images, config["resolution"], random_flip=False)
         check_readable(every_row, args.data)

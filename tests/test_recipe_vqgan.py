@@ -154,3 +154,11 @@ def test_config_mistakes_are_named_before_training(images, tmp_path, config, mes
     with pytest.raises(UsageError, match=message):
         run("--data", images, "--max-steps", 1, "--config", path, "--output-dir", tmp_path / "run")
     assert not list((tmp_path / "run").glob("checkpoint-*")), "nothing trained"
+
+
+def test_a_data_source_that_is_no_data_set_is_one_line(tmp_path):
+    """A mistyped --data ends like any other option mistake (UsageError: one line, exit 2), not in a traceback."""
+    from vqstack.training.runtime import UsageError
+
+    with pytest.raises(UsageError, match="is neither a folder"):
+        run("--data", tmp_path / "no-such-folder", "--max-steps", 1, "--output-dir", tmp_path / "run")
