@@ -1,5 +1,5 @@
-"""Inpainting on tiny random models: the original kept outside the mask, best-of-N fills, input errors, and the
-warning for a prior trained on another tokenizer."""
+"""Inpainting on tiny random models: the input's size and pixels kept outside the mask, best-of-N fills, input
+errors, and the warning for a prior trained on another tokenizer."""
 import json
 import shutil
 import warnings
@@ -13,7 +13,7 @@ import vqstack
 from helpers.recipes import tiny_tokenizer_config
 from vqstack.cli import main as cli_main
 from vqstack.core.serialization import weights_sha256
-from vqstack.pipeline import Pipeline, feather, from_pil, to_pil
+from vqstack.pipeline import Pipeline, feather, feather_reach, from_pil, to_pil
 
 CELL = 4  # the tokenizer downsamples 16x16 images to a 4x4 token grid
 
@@ -42,10 +42,10 @@ def image():
 
 
 def mask_of(*cells, size=16):
-    """A mask image, white on one pixel inside each (row, column) token cell: the whole cell gets re-sampled."""
+    """A mask image, white over each (row, column) token cell."""
     mask = np.zeros((size, size), dtype=np.uint8)
     for row, column in cells:
-        mask[row * CELL + 1, column * CELL + 2] = 255
+        mask[row * CELL:(row + 1) * CELL, column * CELL:(column + 1) * CELL] = 255
     return Image.fromarray(mask)
 
 
@@ -76,25 +76,44 @@ def decoded(pipe, tokens):
         return np.asarray(to_pil(pipe.decode(tokens.view(1, -1)))[0])
 
 
-def test_feather_ramps_linearly_over_one_cell():
-    cells = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
-    cells[0, 0, 1, 1] = True  # pixels 4..7
-    row = feather(cells, CELL)[0, 0, 5]
+def test_feather_ramps_linearly_over_its_reach():
+    region = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    region[0, 0, 4:8, 4:8] = True
+    row = feather(region, 4)[0, 0, 5]
     expected = torch.tensor([.2, .4, .6, .8, 1, 1, 1, 1, .8, .6, .4, .2, 0, 0, 0, 0])
     torch.testing.assert_close(row, expected)
 
 
+@pytest.mark.parametrize("size, grid, reach", [
+    ((16, 16), (4, 4), 4),    # the model's own size: one 4-pixel cell
+    ((96, 96), (4, 4), 8),    # 24-pixel cells: capped at 8
+    ((96, 96), (8, 8), 8),    # the README's face: 12-pixel cells
+    ((64, 48), (4, 4), 8),
+    ((3, 5), (4, 4), 2),      # cells of 0.75 x 1.25 pixels: the larger, rounded up
+    ((2, 2), (4, 4), 1),      # at least one pixel
+])
+def test_feather_reach_is_one_cell_at_the_input_scale_at_most_8_pixels(size, grid, reach):
+    assert feather_reach(size, grid) == reach
+
+
+def chebyshev_distance(region: np.ndarray) -> np.ndarray:
+    """Pixels to the nearest True pixel of ``region`` (Chebyshev, as the feather counts), by brute force."""
+    ys, xs = np.nonzero(region)
+    grid_y, grid_x = np.indices(region.shape)
+    return np.maximum(abs(grid_y[..., None] - ys), abs(grid_x[..., None] - xs)).min(-1)
+
+
 def test_inpaint_keeps_the_original_outside_the_mask(pipe, image, monkeypatch):
     calls = spy_generate(pipe, monkeypatch)
-    repaired = np.asarray(pipe.inpaint(image, mask_of((1, 1)), labels=1, seed=0))
+    mask = np.zeros((16, 16), dtype=np.uint8)
+    mask[5, 6] = 255  # one pixel of token cell (1, 1): the whole token is re-sampled, only the pixel repainted
+    repaired = np.asarray(pipe.inpaint(image, Image.fromarray(mask), labels=1, seed=0))
     pixels = np.asarray(image)
-    far = np.ones((16, 16), dtype=bool)
-    far[:12, :12] = False  # more than one cell (4 pixels) away from the masked pixels 4..7
+    far = chebyshev_distance(mask > 0) > CELL  # beyond the feather's reach, one 4-pixel cell
     assert np.array_equal(repaired[far], pixels[far])
     generated = decoded(pipe, calls[0]["out"])
     assert not np.array_equal(generated[far], pixels[far])  # a full re-decode would fail the check above
-    inside = cell_pixels((1, 1))
-    assert np.array_equal(repaired[inside], generated[inside])
+    assert np.array_equal(repaired[5, 6], generated[5, 6])
     # the prior was asked to keep every token outside the masked cell
     original = pipe.tokenizer.encode(from_pil(image, (16, 16))).view(4, 4)
     known = calls[0]["known"].view(4, 4)
@@ -155,6 +174,83 @@ def inpaint_cli(stages, folder, image, mask, *extra):
     return cli_main(["inpaint", "--tokenizer", str(stages[0]), "--prior", str(stages[1]), "--image",
                      str(folder / "in.png"), "--mask", str(folder / "mask.png"), "--out", str(folder / "out.png"),
                      "--device", "cpu", *extra])
+
+
+def ramp_decoder(pipe, monkeypatch):
+    """Replace the tokenizer's decoder by a known picture: red rising left to right, green top to bottom, blue a
+    constant 153, over whatever token grid it gets; returns the grid shapes it was called with."""
+    shapes = []
+
+    def decode(tokens):
+        shapes.append(tuple(tokens.shape))
+        h, w = tokens.shape[-2] * CELL, tokens.shape[-1] * CELL
+        x, y = ((torch.arange(n) + 0.5) / n * 2 - 1 for n in (w, h))
+        picture = torch.stack([x.expand(h, w), y[:, None].expand(h, w), torch.full((h, w), 0.2)])
+        return picture.expand(len(tokens), -1, -1, -1)
+
+    monkeypatch.setattr(pipe.tokenizer, "decode", decode)
+    return shapes
+
+
+def assert_ramp(pixels: np.ndarray, where: np.ndarray, model_side: int):
+    """``pixels`` (H, W, 3) show ramp_decoder's picture stretched over their whole size, wherever ``where`` holds:
+    blue exactly, red and green within half a model pixel (bicubic overshoots at the edges)."""
+    height, width = where.shape
+    ys, xs = np.nonzero(where)
+    assert (pixels[ys, xs, 2] == 153).all()
+    tolerance = 255 / model_side / 2 + 1
+    assert np.abs(pixels[ys, xs, 0] - (xs + 0.5) / width * 255).max() <= tolerance
+    assert np.abs(pixels[ys, xs, 1] - (ys + 0.5) / height * 255).max() <= tolerance
+
+
+def random_image(width, height, seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("width, height, reach", [(96, 96, 8), (48, 64, 8), (64, 48, 8), (5, 3, 2), (16, 16, 4)])
+def test_inpaint_returns_the_input_size_with_its_own_pixels_kept(pipe, monkeypatch, width, height, reach):
+    """The fill is decoded at the model's 16x16 and stretched over the input; outside the feather the input stays."""
+    image = random_image(width, height)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:height // 2, :width // 2] = 255  # token cells (0, 0), (0, 1), (1, 0), (1, 1) at every size here
+    calls = spy_generate(pipe, monkeypatch)
+    shapes = ramp_decoder(pipe, monkeypatch)
+    repaired = pipe.inpaint(image, Image.fromarray(mask), seed=0)
+    assert repaired.size == (width, height)
+    assert shapes == [(1, 4, 4)], "decoded once, at the model's own grid"
+    assert (calls[0]["known"].view(4, 4)[:2, :2] == -1).all() and (calls[0]["known"] >= 0).sum() == 12
+    out, pixels = np.asarray(repaired).astype(int), np.asarray(image).astype(int)
+    distance = chebyshev_distance(mask > 0)
+    assert np.array_equal(out[distance > reach], pixels[distance > reach]), "bit-identical beyond the feather"
+    assert_ramp(out, mask > 0, 16)
+    alpha = np.clip((reach + 1 - distance) / (reach + 1), 0, 1)  # the feather, in input pixels
+    blue = pixels[..., 2] + alpha * (153 - pixels[..., 2])
+    assert np.abs(out[..., 2] - blue).max() <= 1
+
+
+def test_cli_inpaint_keeps_a_larger_image_at_its_size(stages, tmp_path):
+    """The README's case: the top third of a 96x96 face repaired, the rest of it untouched at full resolution."""
+    image = random_image(96, 96)
+    mask = Image.new("L", (96, 96))
+    mask.paste(255, (0, 0, 96, 32))
+    assert inpaint_cli(stages, tmp_path, image, mask, "--labels", "1") == 0
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.size == (96, 96)
+        repaired = np.asarray(out)
+    assert np.array_equal(repaired[40:], np.asarray(image)[40:]), "more than 8 pixels below the mask: the input's"
+    assert not np.array_equal(repaired[:32], np.asarray(image)[:32])
+
+
+def test_cli_inpaint_keeps_a_non_square_image_at_its_shape(stages, tmp_path):
+    image = random_image(48, 64)
+    mask = Image.new("L", (48, 64))
+    mask.paste(255, (30, 40, 48, 64))  # the bottom-right corner
+    assert inpaint_cli(stages, tmp_path, image, mask) == 0
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.size == (48, 64)
+        repaired = np.asarray(out)
+    assert np.array_equal(repaired[:32], np.asarray(image)[:32]) and np.array_equal(repaired[:, :22],
+                                                                                     np.asarray(image)[:, :22])
 
 
 def test_cli_inpaint_writes_the_repaired_image(stages, image, tmp_path):

@@ -15,6 +15,7 @@ from .core.serialization import load_component, read_config, weights_sha256
 from .tokenizer import Tokenizer
 
 WHITE = 128  # mask pixels at least this bright (8-bit grey) mark the region to repair
+MAX_FEATHER = 8  # input pixels: the farthest a repair blends into the kept picture
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -143,26 +144,62 @@ def check_inpaint_inputs(image: Image.Image, mask: Image.Image, candidates: int)
                          f"{image.size[0]}x{image.size[1]}: give a mask of the image's size.")
 
 
-def mask_cells(mask: Image.Image, grid: tuple[int, int]) -> torch.Tensor:
-    """(1, 1, h, w) bool token cells holding any white pixel of ``mask``, found at the mask's own resolution so a
-    thin stroke is not lost to resizing."""
+def input_pixels(image: Image.Image) -> torch.Tensor:
+    """(1, 3, H, W) float 0..255 of ``image`` at its own size: whole numbers, so kept pixels survive exactly."""
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from .data.images import to_rgb
+
+    return pil_to_tensor(to_rgb(image))[None].float()
+
+
+def mask_region(mask: Image.Image) -> torch.Tensor:
+    """(1, 1, H, W) bool: the white pixels of ``mask``, the region to repair."""
     from torchvision.transforms.functional import pil_to_tensor
 
     white = pil_to_tensor(mask.convert("L"))[None] >= WHITE
     if not white.any():
         raise ValueError("The mask has no white pixel: white marks the region to repair, black the part to keep.")
-    return F.adaptive_max_pool2d(white.float(), grid) > 0
+    return white
 
 
-def feather(cells: torch.Tensor, cell: int) -> torch.Tensor:
-    """(1, 1, H, W) weight of the generated image: 1 in the masked cells, falling linearly to 0 at ``cell`` + 1
-    pixels (Chebyshev distance) outside them; 0 further away, where the original is kept exactly."""
-    grown = F.interpolate(cells.float(), scale_factor=cell, mode="nearest")
+def region_cells(region: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(1, 1, h, w) bool token cells holding any pixel of ``region``, found at the region's own resolution so a
+    thin stroke is not lost to resizing (cells of a size that does not divide overlap by a pixel)."""
+    return F.adaptive_max_pool2d(region.float(), grid) > 0
+
+
+def feather_reach(size: tuple[int, int], grid: tuple[int, int]) -> int:
+    """Feather width in input pixels: one token cell at the input's scale (the larger axis, rounded up), at least
+    1 and at most MAX_FEATHER, so pixels farther than that from the repaired region are the input's own."""
+    cell = max(size[0] / grid[0], size[1] / grid[1])
+    return max(1, min(MAX_FEATHER, math.ceil(cell)))
+
+
+def feather(region: torch.Tensor, reach: int) -> torch.Tensor:
+    """(1, 1, H, W) weight of the generated image: 1 on ``region`` (bool pixels), falling linearly to 0 at ``reach``
+    + 1 pixels (Chebyshev distance) outside it; 0 further away, where the original is kept exactly."""
+    grown = region.float()
     alpha = grown.clone()
-    for _ in range(cell):  # each 3x3 dilation grows the region by one pixel; the sum counts how near a pixel is
+    for _ in range(reach):  # each 3x3 dilation grows the region by one pixel; the sum counts how near a pixel is
         grown = F.max_pool2d(grown, 3, stride=1, padding=1)
         alpha += grown
-    return alpha / (cell + 1)
+    return alpha / (reach + 1)
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, 3, h, w) in [-1, 1] -> (B, 3, *size): bicubic, antialiased when shrinking; the same size is kept as is."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images.float(), size=tuple(size), mode="bicubic", align_corners=False, antialias=True)
+
+
+def composite(pixels: torch.Tensor, generated: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
+    """Blend ``generated`` ([-1, 1], the size of ``pixels``) over the input ``pixels`` (0..255) by ``alpha``. lerp
+    returns its start exactly at weight 0 and its end at 1, so kept pixels are bit-identical to the input's."""
+    drawn = (generated.float().clamp(-1, 1) + 1) * 127.5
+    blended = torch.lerp(pixels, drawn, alpha.to(pixels)).round().clamp(0, 255).to(torch.uint8)
+    return Image.fromarray(blended[0].permute(1, 2, 0).cpu().numpy())
 
 
 @torch.inference_mode()
@@ -238,60 +275,71 @@ class Pipeline:
     def inpaint(self, image: Image.Image, mask: Image.Image, labels=None, cfg_scale: float = 1.0,
                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, candidates: int = 1, steps: int | None = None) -> Image.Image:
-        """Re-sample the tokens under the white part of ``mask`` (raster order, every other token kept), decode, and
-        paste the original back outside the mask with a one-cell feather.
+        """Re-sample the tokens under the white part of ``mask`` (every other token kept) and return ``image``, at
+        its own size, with the white pixels replaced by the fill and a feather around them.
 
-        The image (and the mask, which must have its size) map onto the pipeline's image size; a token is re-sampled
-        when any pixel of its cell is masked. ``candidates`` > 1 samples that many fills in one batch and keeps the
-        one under which the prior finds the known tokens after the hole likeliest."""
+        The image maps onto the pipeline's image size for the tokens; a token is re-sampled when any mask pixel of
+        its cell is white. The fill is decoded at the pipeline's size, resized to the image's, and blended in over
+        the white pixels and up to one token cell (at the image's scale, at most 8 pixels) around them; every
+        other pixel is the input's own. ``candidates`` > 1 samples that many fills in one batch and keeps the one
+        under which the prior finds the known tokens after the hole likeliest."""
         check_inpaint_inputs(image, mask, candidates)
         if candidates > 1 and not getattr(self.prior, "causal", False):
             raise ValueError(f"candidates={candidates} ranks fills by how an autoregressive prior (ar) scores the "
                              f"tokens after the hole; this prior ({type(self.prior).__name__}) already sees every "
                              f"side of the hole: use candidates=1.")
-        original = from_pil(image, self.image_size).to(self.device)
-        cells = mask_cells(mask, self.grid).to(self.device)
-        tokens = self.tokenizer.encode(original).flatten(1)
-        known = torch.where(cells.flatten(1), torch.full_like(tokens, -1), tokens)
+        hole = mask_region(mask).to(self.device)
+        pixels = input_pixels(image).to(self.device)
+        tokens = self.tokenizer.encode(from_pil(image, self.image_size).to(self.device)).flatten(1)
+        cells = region_cells(hole, self.grid).flatten(1)
+        known = torch.where(cells, torch.full_like(tokens, -1), tokens)
         fills = self.prior.generate(candidates, labels=labels, cfg_scale=cfg_scale, temperature=temperature,
                                     top_k=top_k, top_p=top_p, generator=self.generator(seed), known=known,
                                     **self.decoding_options(steps))
-        generated = self.decode(self.best_fill(fills, known, labels))
-        return to_pil(torch.lerp(original, generated, feather(cells, self.tokenizer.downsample)))[0]
+        generated = self.decode(self.best_fill(fills, known, labels))  # at the pipeline's size
+        size = tuple(pixels.shape[-2:])
+        return composite(pixels, resize(generated, size), feather(hole, feather_reach(size, self.grid)))
 
     @torch.inference_mode()
     def outpaint(self, image: Image.Image, extend: dict[str, int], labels=None, cfg_scale: float = 1.0,
                  seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, steps: int | None = None) -> Image.Image:
-        """Grow ``image`` by ``extend`` tokens per side (``{"left": 8, "right": 8}``; a token is
-        ``tokenizer.downsample`` pixels): the image maps onto the pipeline's image size, the prior fills the new
-        tokens window by window (vqstack/repair.py), the grown grid is decoded, and the original pixels are pasted
-        back inside the old border with a one-cell feather."""
-        from .repair import SIDES, fill_canvas
+        """Grow ``image`` by ``extend`` tokens per side (``{"left": 8, "right": 8}``) and return it at its own size
+        plus the new border: a token adds one cell at the image's scale on its axis (image side / grid side,
+        rounded per side to the nearest pixel, halves up; vqstack/repair.py ``border_pixels``).
+
+        The image maps onto the pipeline's image size for the tokens, the prior fills the new tokens window by
+        window (vqstack/repair.py), the grown grid is decoded in one piece and resized onto the grown picture, and
+        the input's own pixels fill the old border, blended with the fill only within one token cell (at most 8
+        pixels) of its edge."""
+        from .repair import SIDES, border_pixels, fill_canvas
 
         unknown_sides = set(extend) - set(SIDES)
         extend = {side: int(extend.get(side, 0)) for side in SIDES}
         if unknown_sides or min(extend.values()) < 0 or not any(extend.values()):
             raise ValueError(f"extend must give tokens >= 0 per side ({', '.join(SIDES)}), at least one > 0; "
                              f"got {extend}.")
-        original = from_pil(image, self.image_size).to(self.device)
-        (h, w), f = self.grid, self.tokenizer.downsample
+        pixels = input_pixels(image).to(self.device)
+        (h, w), size = self.grid, tuple(pixels.shape[-2:])
         canvas = torch.full((h + extend["top"] + extend["bottom"], w + extend["left"] + extend["right"]), -1,
                             dtype=torch.long, device=self.device)
-        inside = (slice(extend["top"], extend["top"] + h), slice(extend["left"], extend["left"] + w))
-        canvas[inside] = self.tokenizer.encode(original)[0]
+        canvas[extend["top"]:extend["top"] + h, extend["left"]:extend["left"] + w] = self.tokenizer.encode(
+            from_pil(image, self.image_size).to(self.device))[0]
         generator, options = self.generator(seed), self.decoding_options(steps)
 
         def draw(known: torch.Tensor) -> torch.Tensor:
             return self.prior.generate(1, labels=labels, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
                                        top_p=top_p, generator=generator, known=known, **options)
 
-        generated = self.tokenizer.decode(fill_canvas(canvas, self.grid, extend, draw)[None])
-        cells = torch.ones(1, 1, *canvas.shape, device=self.device)
-        cells[(0, 0, *inside)] = 0
-        kept = torch.zeros_like(generated)
-        kept[..., inside[0].start * f:inside[0].stop * f, inside[1].start * f:inside[1].stop * f] = original
-        return to_pil(torch.lerp(kept, generated, feather(cells.bool(), f)))[0]
+        generated = self.tokenizer.decode(fill_canvas(canvas, self.grid, extend, draw)[None])  # model scale
+        border = border_pixels(extend, size, self.grid)
+        grown = (size[0] + border["top"] + border["bottom"], size[1] + border["left"] + border["right"])
+        inside = (..., slice(border["top"], border["top"] + size[0]), slice(border["left"], border["left"] + size[1]))
+        kept = torch.zeros(1, 3, *grown, device=self.device)
+        kept[inside] = pixels
+        new = torch.ones(1, 1, *grown, dtype=torch.bool, device=self.device)
+        new[inside] = False
+        return composite(kept, resize(generated, grown), feather(new, feather_reach(size, self.grid)))
 
     def decoding_options(self, steps: int | None) -> dict:
         """``steps`` for a prior that decodes in parallel passes (maskgit); a one-line error for one that does not."""

@@ -30,6 +30,18 @@ def parse_extend(text: str) -> dict[str, int]:
     return sides
 
 
+def border_pixels(extend: dict[str, int], size: tuple[int, int], grid: tuple[int, int]) -> dict[str, int]:
+    """Pixels each side of an image of ``size`` (height, width) grows by for ``extend`` tokens: a token is one cell
+    at the image's scale on its axis (height / grid rows, width / grid columns), and each side's total is rounded
+    to the nearest pixel, halves up (integer arithmetic, so no float rounding surprises)."""
+    def pixels(tokens: int, side: int, cells: int) -> int:
+        return (2 * tokens * side + cells) // (2 * cells)
+
+    (height, width), (rows, columns) = size, grid
+    return {"top": pixels(extend["top"], height, rows), "bottom": pixels(extend["bottom"], height, rows),
+            "left": pixels(extend["left"], width, columns), "right": pixels(extend["right"], width, columns)}
+
+
 def window_starts(before: int, size: int, total: int) -> list[int]:
     """Start offsets of windows of ``size`` along an axis of ``total`` tokens whose original part begins at
     ``before``: the original's own window first, then half a window further out on each side until the ends."""
