@@ -7,7 +7,6 @@ the synthetic faces are 16x16 images whose top third ("hair") is red, green or b
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -180,51 +179,75 @@ def test_recon_accuracy_drops_when_colour_is_lost_and_not_when_it_is_kept(faces,
     assert "recon mistaken for" in lost.table()
 
 
-def test_the_classifier_is_cached_beside_the_tokenizer_and_reused(faces, tmp_path, trainings):
-    attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
-    weights = tmp_path / "attr-hair" / "model.safetensors"
-    stamp = weights.stat().st_mtime_ns
-    again = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
-    assert len(trainings) == 1 and weights.stat().st_mtime_ns == stamp
-    assert again.classifier["trained_now"] is False and again.classifier["path"] == str(tmp_path / "attr-hair")
-    record = json.loads((tmp_path / "attr-hair" / "record.json").read_text())
+def test_the_classifier_is_cached_in_the_user_cache_and_reused(faces, user_cache, trainings):
+    first = attribute_fidelity(Identity(), str(faces), "hair", resolution=16)
+    folder = Path(first.classifier["path"])
+    assert folder.parent == user_cache / "attributes" and folder.name.startswith("attr-hair-")
+    stamp = (folder / "model.safetensors").stat().st_mtime_ns
+    again = attribute_fidelity(Identity(), str(faces), "hair", resolution=16)
+    assert len(trainings) == 1 and (folder / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again.classifier["trained_now"] is False and again.classifier["path"] == str(folder)
+    record = json.loads((folder / "record.json").read_text())
     assert record["key"]["resolution"] == 16 and record["key"]["split_seed"] == 0
     assert record["key"]["metadata_sha256"] and record["key"]["data"] == str(faces.resolve())
+    assert record["key"]["dataset_fingerprint"]
     assert record["held_out_accuracy"] == again.classifier["held_out_accuracy"]
-    with pytest.warns(UserWarning, match="trained with another resolution; training a new one"):
-        attribute_fidelity(Identity(), str(faces), "hair", resolution=8, cache_dir=tmp_path)
-    assert len(trainings) == 2
+    other = attribute_fidelity(Identity(), str(faces), "hair", resolution=8)  # another key: its own folder
+    assert len(trainings) == 2 and Path(other.classifier["path"]).parent == folder.parent
+    assert Path(other.classifier["path"]) != folder and (folder / "model.safetensors").is_file()
+    attribute_fidelity(Identity(), str(faces), "hair", resolution=16)
+    assert len(trainings) == 2  # the first is still there
+
+
+def test_the_cache_root_follows_vqstack_cache_then_xdg_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("VQSTACK_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert attributes.user_cache() == tmp_path / "mine"
+    monkeypatch.delenv("VQSTACK_CACHE")
+    assert attributes.user_cache() == tmp_path / "xdg" / "vqstack"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert attributes.user_cache() == tmp_path / "home" / ".cache" / "vqstack"
+
+
+def test_cache_dir_replaces_the_cache_root(faces, tmp_path, user_cache):
+    report = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path / "root")
+    assert Path(report.classifier["path"]).parent == tmp_path / "root" / "attributes"
+    assert not user_cache.exists()
 
 
 def test_changed_tags_retrain_the_classifier(tmp_path, trainings):
     faces = write_faces(tmp_path / "faces")
-    attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
+    first = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
     metadata = faces / "metadata.jsonl"
     metadata.write_text(metadata.read_text().replace('"hair": "red"', '"hair": "blue"', 1))
-    with pytest.warns(UserWarning, match="metadata_sha256, tags_sha256; training a new one"):
-        retrained = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
+    retrained = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tmp_path)
     assert len(trainings) == 2 and retrained.classifier["trained_now"]
+    assert retrained.classifier["path"] != first.classifier["path"]
 
 
-def test_a_read_only_tokenizer_folder_caches_in_the_user_cache(faces, tmp_path, user_cache, trainings, monkeypatch):
-    """The tokenizer folder refuses writes (as a read-only mount would): the classifier goes to $VQSTACK_CACHE and
-    is found there next time."""
-    tokenizer_dir = tmp_path / "tokenizer"
-    tokenizer_dir.mkdir()
-    save = attributes.AttributeClassifier.save
+def test_a_folder_whose_record_differs_is_retrained_with_a_warning(faces, user_cache, trainings):
+    """A record that does not match its folder's key (copied by hand, edited) is not trusted."""
+    folder = Path(attribute_fidelity(Identity(), str(faces), "hair", resolution=16).classifier["path"])
+    record = json.loads((folder / "record.json").read_text())
+    record["key"]["resolution"] = 8
+    (folder / "record.json").write_text(json.dumps(record))
+    with pytest.warns(UserWarning, match="trained with another resolution; training a new one"):
+        again = attribute_fidelity(Identity(), str(faces), "hair", resolution=16)
+    assert len(trainings) == 2 and again.classifier["path"] == str(folder)
+    assert json.loads((folder / "record.json").read_text())["key"]["resolution"] == 16
 
-    def refuse_inside_tokenizer(self, directory):
-        if Path(directory).is_relative_to(tokenizer_dir):
-            raise PermissionError(13, "Permission denied", str(directory))
-        save(self, directory)
 
-    monkeypatch.setattr(attributes.AttributeClassifier, "save", refuse_inside_tokenizer)
-    with pytest.warns(UserWarning, match=re.escape(f"cannot cache the classifier in {tokenizer_dir}")):
-        first = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tokenizer_dir)
-    assert Path(first.classifier["path"]).is_relative_to(user_cache)
-    assert not any(tokenizer_dir.iterdir())
-    again = attribute_fidelity(Identity(), str(faces), "hair", resolution=16, cache_dir=tokenizer_dir)
-    assert len(trainings) == 1 and again.classifier["path"] == first.classifier["path"]
+def test_an_unwritable_cache_warns_and_still_evaluates(faces, user_cache, trainings, monkeypatch):
+    """The cache refuses writes (a read-only home): the evaluation runs on the classifier in memory."""
+    def refuse(self, directory):
+        raise PermissionError(13, "Permission denied", str(directory))
+
+    monkeypatch.setattr(attributes.AttributeClassifier, "save", refuse)
+    with pytest.warns(UserWarning, match=r"cannot cache the classifier in .*Permission denied.*VQSTACK_CACHE"):
+        report = attribute_fidelity(Identity(), str(faces), "hair", resolution=16)
+    assert report.classifier["path"] is None and report.values["attr:hair/real"] >= 0.9
+    assert "classifier: not cached (trained now" in report.table()
 
 
 def test_training_is_deterministic_and_leaves_the_global_rng_alone(faces, tmp_path):
@@ -249,7 +272,7 @@ def test_evaluate_tokenizer_takes_attr_metrics_with_data(faces, tmp_path, traini
     assert set(values) == {"colour-hist", "usage", "perplexity", "attr:hair/real", "attr:hair/recon",
                            "attr:hair/real-balanced", "attr:hair/recon-balanced", "attr:hair/worst-ratio"}
     assert 0 < values["colour-hist"] <= 1 and values["attr:hair/real"] >= 0.9
-    assert len(trainings) == 1 and (tmp_path / "attr-hair").is_dir()
+    assert len(trainings) == 1 and Path(tmp_path / "attributes").is_dir()
     with pytest.raises(ValueError, match=r"attr:hair scores a tagged data set: pass data="):
         evaluate_tokenizer(Grey(), [images], ["attr:hair"])
     with pytest.raises(ValueError, match="not a suite's batches"):
@@ -267,21 +290,35 @@ def tokenizer_dir(tmp_path):
     reset_accelerate()  # the command's Accelerator must not leak into the next test
 
 
-def test_vqstack_eval_writes_attr_numbers_per_class_and_caches_beside_the_tokenizer(faces, tokenizer_dir, tmp_path,
-                                                                                     capsys):
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_vqstack_eval_writes_attr_numbers_per_class_and_leaves_the_tokenizer_folder_alone(faces, tokenizer_dir,
+                                                                                          tmp_path, user_cache,
+                                                                                          capsys):
     out = tmp_path / "eval.json"
-    assert cli_main(["eval", "--tokenizer", str(tokenizer_dir), "--data", str(faces), "--metrics",
-                     "psnr,color-hist,attr:hair", "--json", str(out)]) == 0
+    before = snapshot(tokenizer_dir)
+    command = ["eval", "--tokenizer", str(tokenizer_dir), "--data", str(faces), "--metrics",
+               "psnr,color-hist,attr:hair", "--json", str(out)]
+    assert cli_main(command) == 0
     record = json.loads(out.read_text())
     for key in ("psnr", "colour-hist", "attr:hair/real", "attr:hair/recon", "attr:hair/worst-ratio"):
         assert isinstance(record[key], float) and math.isfinite(record[key]), key
     assert set(record["attr:hair/per_class"]) == set(HAIR)
     assert set(record["attr:hair/per_class"]["red"]) == {"count", "share", "real", "recon", "ratio",
                                                          "recon_mistaken_for"}
-    assert record["attr:hair/classifier"]["path"] == str(tokenizer_dir / "attr-hair")
-    assert (tokenizer_dir / "attr-hair" / "model.safetensors").is_file()
+    folder = Path(record["attr:hair/classifier"]["path"])
+    assert folder.parent == user_cache / "attributes" and (folder / "model.safetensors").is_file()
+    assert snapshot(tokenizer_dir) == before  # nothing written into the user's tokenizer
     table = capsys.readouterr().out
-    assert "attr:hair/recon" in table and "recon mistaken for" in table and "attr-hair (trained now" in table
+    assert "attr:hair/recon" in table and "recon mistaken for" in table and f"{folder} (trained now" in table
+    assert cli_main(command) == 0  # a second run: the cached classifier
+    again = json.loads(out.read_text())
+    assert again["attr:hair/classifier"]["trained_now"] is False and again["attr:hair/classifier"]["path"] == str(folder)
+    assert again["attr:hair/real"] == record["attr:hair/real"] and f"{folder} (cached;" in capsys.readouterr().out
+    assert snapshot(tokenizer_dir) == before
 
 
 @pytest.mark.parametrize("metric,message", [

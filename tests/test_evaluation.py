@@ -4,12 +4,15 @@ Networks called STAND-IN are tiny or random networks that exercise a code path (
 answer (an image's mean colour as its "features"); their values are not the metric they stand in for."""
 import math
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
 
 import vqstack
-from helpers.recipes import tiny_tokenizer_config
+from helpers.recipes import SHARED_DATA, tiny_tokenizer_config
 from vqstack.evaluation import (CodebookUsage, FeatureNetwork, MissingWeightsError, PrecisionRecall,
                                 VGG16STLPIPSFeatures, build_suite, evaluate_tokenizer, parse_metrics, token_nll)
 from vqstack.evaluation.generation import chunk_seed, labels_for, sample_images, sequence_labels
@@ -52,6 +55,63 @@ def test_psnr_averages_per_image_values_over_batches():
     suite.update_pairs(real[1:] + 0.2, real[1:])
     expected = (10 * math.log10(4 / 0.01) + 10 * math.log10(4 / 0.04)) / 2
     assert suite.compute()["psnr"] == pytest.approx(expected, abs=1e-3)
+
+
+def ssim_of(fake, real) -> float:
+    """The suite's SSIM of [-1, 1] images."""
+    suite = build_suite(["ssim"])
+    suite.update_pairs(fake, real)
+    return suite.compute()["ssim"]
+
+
+def test_ssim_of_a_brightened_dark_image_is_the_fields():
+    """A flat image at 0.05 (on [0, 1]) brightened to 0.15: every window has no variance, so SSIM is the luminance
+    term with C1 = (0.01 * 1)²: (2 * 0.05 * 0.15 + C1) / (0.05² + 0.15² + C1) = 0.6016. On [-1, 1] with data range 2
+    (-0.9 against -0.7) the same images scored 0.969: the shift hid the error."""
+    dark = torch.full((2, 3, 32, 32), 0.05 * 2 - 1)
+    c1 = 0.01 ** 2
+    expected = (2 * 0.05 * 0.15 + c1) / (0.05 ** 2 + 0.15 ** 2 + c1)
+    assert ssim_of(dark + 0.1 * 2, dark) == pytest.approx(expected, abs=1e-4)
+    assert expected == pytest.approx(0.6016, abs=1e-4)
+
+
+FACES = SHARED_DATA / "anime-faces"
+
+
+def real_faces(n: int) -> torch.Tensor:
+    """The first ``n`` anime faces (96x96) as floats in [0, 1]."""
+    files = sorted(FACES.glob("*.jpg"))[:n]
+    return torch.stack([torch.from_numpy(np.array(Image.open(f).convert("RGB"))).permute(2, 0, 1) for f in files]) / 255
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason="../shared/data/anime-faces is absent")
+def test_ssim_of_real_faces_is_torchmetrics_on_0_1_with_data_range_1():
+    """16 real faces against a blurred and brightened copy, fed as [-1, 1] images in two batches: the value is
+    torchmetrics' functional SSIM of the [0, 1] images with data range 1, as scikit-image and the papers compute
+    it. The [-1, 1] convention gives another value on these images (0.58 against 0.84), so this tells them apart."""
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    real = real_faces(16)
+    fake = (gaussian_blur(real, [5, 5], [1.0, 1.0]) + 0.1).clamp(0, 1)
+    expected = float(structural_similarity_index_measure(fake, real, data_range=1.0))
+    shifted = float(structural_similarity_index_measure(fake * 2 - 1, real * 2 - 1, data_range=2.0))
+    assert abs(expected - shifted) > 0.1
+    suite = build_suite(["ssim", "psnr"])
+    for half in (slice(0, 8), slice(8, 16)):
+        suite.update_pairs(fake[half] * 2 - 1, real[half] * 2 - 1)
+    values = suite.compute()
+    assert values["ssim"] == pytest.approx(expected, abs=1e-5)
+    mse = ((fake - real) ** 2).mean((1, 2, 3))  # PSNR on [0, 1], data range 1, per image then averaged
+    assert values["psnr"] == pytest.approx(float((10 * torch.log10(1 / mse)).mean()), abs=1e-3)
+
+
+@pytest.mark.skipif(not FACES.is_dir(), reason="../shared/data/anime-faces is absent")
+def test_ssim_of_a_brightened_dark_face_is_torchmetrics_on_0_1():
+    """A real face darkened to [0, 0.1] and brightened by 0.1: 0.54 the field's way (0.97 on [-1, 1], data range 2)."""
+    dark = real_faces(1) * 0.1
+    expected = float(structural_similarity_index_measure(dark + 0.1, dark, data_range=1.0))
+    assert expected < 0.6
+    assert ssim_of((dark + 0.1) * 2 - 1, dark * 2 - 1) == pytest.approx(expected, abs=1e-5)
 
 
 def test_ssim_is_one_for_identical_images_and_lower_with_noise():
@@ -198,6 +258,28 @@ def test_rfid_and_lpips_code_paths_with_stand_in_networks(tiny_tokenizer):
     same = build_suite(["lpips"], networks=stand_ins)
     same.update_pairs(images, images)
     assert same.compute()["lpips"] == pytest.approx(0.0, abs=1e-6)  # the distance of an image to itself
+
+
+def test_the_random_inception_stand_in_builds_offline_and_keeps_its_random_weights(monkeypatch):
+    """STAND-IN: InceptionV3 with random weights (pretrained=False). Nothing is downloaded, the seeded random
+    initialisation is what it computes with, and a non-empty state dict still loads strictly."""
+    from torch_fidelity import feature_extractor_inceptionv3
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("the stand-in must not download weights")
+
+    monkeypatch.setattr(feature_extractor_inceptionv3, "load_state_dict_from_url", no_download)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(vqstack.build("features", "inception", pretrained=False))
+    first, second = (net.net.state_dict() for net in nets)
+    assert all(torch.equal(first[name], second[name]) for name in first)  # the seeded init, nothing loaded over it
+    assert first["Conv2d_1a_3x3.conv.weight"].std() > 0.01
+    images = smooth_images(2, size=32)
+    assert nets[0](images).shape == (2, 2048) and not torch.equal(nets[0](images)[0], nets[0](images)[1])
+    with pytest.raises(RuntimeError, match="Missing key"):
+        nets[0].net.load_state_dict({"fc.bias": first["fc.bias"]})
 
 
 @pytest.mark.parametrize("metric,file,option", [("rfid", "weights-inception-2015-12-05-6726825d.pth", "--fid-weights"),

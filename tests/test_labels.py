@@ -1,11 +1,14 @@
-"""Labels from a separate metadata file, joined to an image folder by file name."""
+"""Labels: the --labels condition, and labels from a separate metadata file joined to an image folder by file
+name."""
+import hashlib
 import json
 
 import pytest
 
 from helpers.recipes import write_image_folder
 from vqstack.data import DataError, load_image_dataset
-from vqstack.data.labels import relabel
+from vqstack.data.images import describe_source
+from vqstack.data.labels import file_sha256, parse_labels, relabel
 
 
 def write_jsonl(path, rows):
@@ -52,3 +55,28 @@ def test_bad_metadata_files_say_what_is_wrong(tagged_folder, tmp_path, content, 
     with pytest.raises(DataError, match="does not exist"):
         relabel(load_image_dataset(str(tagged_folder)), tmp_path / "missing.jsonl")
 
+
+
+@pytest.mark.parametrize("text, expected", [
+    (None, None), ("3", 3), ("-1", -1), (" 7 ", 7), ("blue hair,red eyes", "blue hair,red eyes"), ("cat", "cat"),
+    ("3.5", "3.5"),
+])
+def test_parse_labels_reads_class_ids_and_passes_names_on(text, expected):
+    assert parse_labels(text) == expected
+
+
+def test_the_cli_and_vqstack_eval_read_labels_with_the_same_function():
+    from vqstack import cli
+    from vqstack.evaluation import command
+
+    assert cli.parse_labels is parse_labels and command.parse_labels is parse_labels
+    assert command.sample_labels("3;blue hair;") == [3, "blue hair", None]
+
+
+def test_a_metadata_files_sha256_identifies_the_data(tagged_folder, tmp_path):
+    metadata = tagged_folder / "metadata.jsonl"
+    digest = hashlib.sha256(metadata.read_bytes()).hexdigest()
+    assert file_sha256(metadata) == digest
+    assert describe_source(str(tagged_folder)) == {"data": str(tagged_folder.resolve()), "metadata_sha256": digest}
+    with pytest.raises(DataError, match="does not exist"):
+        file_sha256(tmp_path / "missing.jsonl")

@@ -9,6 +9,7 @@ from pathlib import Path
 from .core import KIND_HOOKS, plugins_info, registry
 from .core.plugins import DISABLE_ENV, PluginLoadError
 from .core.registry import UnknownComponentError
+from .data.labels import parse_labels
 
 
 def cmd_plugins(args) -> int:
@@ -146,13 +147,6 @@ def cmd_restore(args) -> int:
     print(f"{count} image{'s' * (count != 1)} restored (fidelity {args.fidelity:g}{scale}) in {seconds:.3f} s per "
           f"image on {args.device} -> {args.out}")
     return 0
-
-
-def parse_labels(text: str | None):
-    """"3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior as is."""
-    if text is None:
-        return None
-    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import os
 import random
@@ -90,11 +91,23 @@ def _image_folder(load_dataset, path: Path, data: str, split: str):
                         f"{_one_line(err)}).") from err
 
 
+def metadata_file(path) -> Path:
+    """``path`` as a Path; a DataError when no file is there."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Metadata file {str(path)!r} does not exist.")
+    return path
+
+
+def file_sha256(path) -> str:
+    """Identifies a labels file (a folder's metadata, or one given apart), so a changed file is noticed when what
+    was made with it is reused. Here, not in labels.py: describe_source needs it and labels.py builds on this."""
+    return hashlib.sha256(metadata_file(path).read_bytes()).hexdigest()
+
+
 def describe_source(data: str) -> dict:
     """What ``--data`` names, for records that must notice another data set: an absolute path for local data (a
     Hub id as given), and the sha256 of an image folder's ``metadata.jsonl`` / ``metadata.csv`` (its labels)."""
-    from .labels import file_sha256
-
     path = Path(os.path.expanduser(data))
     if not path.exists() and not any(ch in data for ch in "*?["):
         return {"data": data, "metadata_sha256": None}

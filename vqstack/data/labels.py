@@ -1,27 +1,31 @@
-"""Labels from a separate file: replace an image data set's tag columns without touching the images.
+"""Labels: the condition a user gives on the command line, and labels from a separate file.
 
-A JSON-lines file in the ``imagefolder`` metadata format (one object per line with ``file_name`` and tag columns)
-is joined to the images by file name. This is how corrected or new tags are used with a read-only image folder.
+``parse_labels`` reads ``--labels`` ("3" is a class id, anything else a class name or tags). ``relabel`` replaces
+an image data set's tag columns without touching the images: a JSON-lines file in the ``imagefolder`` metadata
+format (one object per line with ``file_name`` and tag columns) is joined to the images by file name. This is how
+corrected or new tags are used with a read-only image folder.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path, PurePosixPath
 
-from .images import DataError, image_column
+from .images import DataError, file_sha256, image_column, metadata_file
+
+__all__ = ["file_sha256", "parse_labels", "read_metadata", "relabel"]  # file_sha256: from images, used with these
 
 
-def existing(path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"Metadata file {str(path)!r} does not exist.")
-    return path
+def parse_labels(text: str | None):
+    """``--labels``: "3" -> 3 (a class id); anything else (a class name, "blue hair,red eyes") is passed to the prior
+    as is; None stays None (unconditional)."""
+    if text is None:
+        return None
+    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def read_metadata(path) -> dict[str, dict]:
     """``file_name -> {column: value}`` from a JSON-lines file; every line needs ``file_name``."""
-    path = existing(path)
+    path = metadata_file(path)
     rows = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -37,11 +41,6 @@ def read_metadata(path) -> dict[str, dict]:
     if not rows:
         raise DataError(f"Metadata file {path} holds no rows.")
     return rows
-
-
-def file_sha256(path) -> str:
-    """Identifies the labels a token data set was made with, so a changed file is noticed when it is reused."""
-    return hashlib.sha256(existing(path).read_bytes()).hexdigest()
 
 
 def relabel(dataset, metadata_path):

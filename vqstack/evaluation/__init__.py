@@ -7,9 +7,9 @@ classifier of the data's own tags on originals and reconstructions), each report
 
 Modules: ``catalog`` (metric names), ``weights`` (finding pretrained weights, never downloading), ``features`` (the
 ``features`` registry kind and its built-ins), ``metrics`` (torchmetrics Metric objects), ``suite`` (named metrics
-fed by role), ``reconstruction`` and ``generation`` (the evaluation loops), ``attributes`` (attr:<column>: the
-tag classifier, its cache and report), ``report`` (JSON and table),
-``command`` (``vqstack eval``). See docs/evaluation.md.
+fed by role), ``tokenizer_info`` (a tokenizer's resolution and codebook layout), ``reconstruction`` and
+``generation`` (the evaluation loops), ``attributes`` (attr:<column>: the tag classifier, its cache in
+$VQSTACK_CACHE and report), ``report`` (JSON and table), ``command`` (``vqstack eval``). See docs/evaluation.md.
 
 Names are imported on first use: ``vqstack.evaluation.features`` is a built-in plugin loaded with every registry,
 and torchmetrics takes seconds to import.

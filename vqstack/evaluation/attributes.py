@@ -5,15 +5,15 @@ on the data set's own tags for one column (untagged rows are ignored) at the eva
 stratified split of the tagged images; it then classifies the held-out originals and their reconstructions, and
 the report compares the two accuracies per class.
 
-    report = attribute_fidelity(tokenizer, "../shared/data/anime-faces", "hair", resolution=32,
-                                cache_dir="runs/anime-tiny/tokenizer")
+    report = attribute_fidelity(tokenizer, "../shared/data/anime-faces", "hair", resolution=32)
     report.values      # {"attr:hair/real": ..., "attr:hair/recon": ..., ...}: flat numbers
     report.per_class   # {"aqua": {"count": ..., "share": ..., "real": ..., "recon": ..., "ratio": ...}, ...}
     print(report.table())
 
-The classifier is cached in ``<cache_dir>/attr-<column>/`` (``vqstack eval`` uses the tokenizer folder) with a
-record of what it was trained on; it is reused while that record matches and retrained when it does not. Where
-``cache_dir`` cannot be written (or is None) it goes under ``$VQSTACK_CACHE`` (default ``~/.cache/vqstack``).
+The classifier is cached as Hugging Face caches models, never beside the user's tokenizer:
+``$VQSTACK_CACHE/attributes/attr-<column>-<hash>/`` (default ``$XDG_CACHE_HOME/vqstack``, i.e.
+``~/.cache/vqstack``), one folder per key (data, tags, resolution, split, training settings), with a record of
+that key. Any other key trains a classifier of its own; the same key reuses it.
 """
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from ..core.files import publish_dir, staging_dir
 from ..core.registry import suggest
 from ..core.serialization import load_weights, read_config, save_weights, write_config
 from ..data.images import DataError, ImageDataset, describe_source, image_column, load_image_dataset
+from .tokenizer_info import tokenizer_resolution
 
 SPLIT_SEED = 0
 HELD_OUT_FRACTION = 0.2  # of each class's tagged images; the classifier never trains on them
@@ -46,6 +47,7 @@ TRAINING = {"epochs": 10, "min_steps": 300, "batch_size": 64, "lr": 3e-3, "weigh
 MIN_SHARE = 0.01  # classes with at least this share of the tagged images count for worst-ratio
 RECORD_NAME = "record.json"
 CACHE_ENV = "VQSTACK_CACHE"
+CACHE_VERSION = 1  # bump when the classifier or its training changes in a way the key's settings do not show
 
 
 # --- the tags ---------------------------------------------------------------------------------------------------
@@ -256,28 +258,31 @@ def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor, device="cpu
 # --- the cache ------------------------------------------------------------------------------------------------
 
 
-def cache_key(data: str, split: str, tags: ColumnTags, resolution: int) -> dict:
-    """What a cached classifier must have been trained on to be reused."""
-    return {**describe_source(str(data)), "split": split, "column": tags.column,
-            "tags_sha256": tags.fingerprint(), "resolution": int(resolution), "split_seed": SPLIT_SEED,
-            "held_out_fraction": HELD_OUT_FRACTION, "max_input_size": MAX_INPUT_SIZE, "training": TRAINING}
+def cache_key(data: str, split: str, dataset, tags: ColumnTags, resolution: int) -> dict:
+    """Everything a classifier depends on: the data (where, its metadata file, 🤗 datasets' fingerprint of the loaded
+    rows, which changes when an image file does), the split, the column and its tags, the resolution, the held-out
+    split and the training settings. A cached classifier is reused only for an equal key."""
+    return {**describe_source(str(data)), "dataset_fingerprint": getattr(dataset, "_fingerprint", None),
+            "split": split, "column": tags.column, "tags_sha256": tags.fingerprint(), "resolution": int(resolution),
+            "split_seed": SPLIT_SEED, "held_out_fraction": HELD_OUT_FRACTION, "max_input_size": MAX_INPUT_SIZE,
+            "training": TRAINING, "version": CACHE_VERSION}
 
 
 def user_cache() -> Path:
-    """Where classifiers go when the tokenizer folder cannot be written: $VQSTACK_CACHE, else
-    $XDG_CACHE_HOME/vqstack (~/.cache/vqstack)."""
+    """The cache root, as Hugging Face picks its own: $VQSTACK_CACHE, else $XDG_CACHE_HOME/vqstack, else
+    ~/.cache/vqstack."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "vqstack"
 
 
-def cache_dirs(cache_dir, key: dict) -> list[Path]:
-    """Where the classifier is looked for and saved, in order: beside the tokenizer (``cache_dir``), then the user
-    cache, in a folder named for the key (so it never holds another key's classifier)."""
-    name = "attr-" + re.sub(r"[^A-Za-z0-9_.-]", "_", key["column"])
+def cache_path(key: dict, cache_dir=None) -> Path:
+    """``<cache root>/attributes/attr-<column>-<hash of the key>``: one folder per key, so classifiers of other data,
+    resolutions or tags never replace each other. ``cache_dir`` replaces the root (default :func:`user_cache`)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", key["column"])
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    fallback = user_cache() / "attributes" / digest / name
-    return ([Path(cache_dir) / name] if cache_dir is not None else []) + [fallback]
+    root = Path(cache_dir).expanduser() if cache_dir is not None else user_cache()
+    return root / "attributes" / f"attr-{name}-{digest}"
 
 
 def read_record(directory: Path) -> dict | None:
@@ -293,47 +298,44 @@ def stale_fields(record: dict | None, key: dict) -> list[str]:
     return [name for name in key if old.get(name) != json.loads(json.dumps(key[name]))]
 
 
-def find_cached(directories: list[Path], key: dict, column: str) -> Path | None:
-    """The first folder holding a classifier trained on ``key``; warns about one trained on something else."""
-    for directory in directories:
-        record = read_record(directory)
-        if record is None:
-            continue
-        stale = stale_fields(record, key)
-        if not stale:
-            return directory
+def is_cached(directory: Path, key: dict, column: str) -> bool:
+    """Whether ``directory`` holds a classifier trained on ``key``; warns about one trained on something else (a
+    hand-copied folder), which is then replaced."""
+    record = read_record(directory)
+    if record is None:
+        return False
+    stale = stale_fields(record, key)
+    if stale:
         warnings.warn(f"attr:{column}: the classifier cached in {directory} was trained with another "
                       f"{', '.join(stale)}; training a new one.", stacklevel=3)
-    return None
+    return not stale
 
 
-def save_cached(classifier, record: dict, directories: list[Path]) -> Path | None:
-    """Save into the first folder that can be written; None (with a warning) when none can."""
-    for directory in directories:
-        try:
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            staging = staging_dir(directory)
-            classifier.save(staging)
-            (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
-            return publish_dir(staging, directory)
-        except OSError as err:  # a read-only tokenizer folder: the next place
-            warnings.warn(f"attr: cannot cache the classifier in {directory} ({err.strerror or err}); "
-                          f"{'trying ' + str(directories[-1]) if directory != directories[-1] else 'not cached'}.",
-                          stacklevel=3)
-    return None
+def save_cached(classifier, record: dict, directory: Path) -> Path | None:
+    """Save into ``directory`` (written whole, then moved in place); None, with a warning, when it cannot be
+    written: the evaluation goes on with the classifier in memory."""
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = staging_dir(directory)
+        classifier.save(staging)
+        (staging / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+        return publish_dir(staging, directory)
+    except OSError as err:  # a read-only home: still evaluate
+        warnings.warn(f"attr: cannot cache the classifier in {directory} ({err.strerror or err}); set "
+                      f"{CACHE_ENV} to a writable folder to keep it.", stacklevel=3)
+        return None
 
 
 def attribute_classifier(dataset, tags: ColumnTags, data: str, resolution: int, cache_dir=None, split="train",
                          device="cpu") -> tuple[AttributeClassifier, dict]:
     """The classifier for ``tags`` (of ``data``'s ``split``, loaded as ``dataset``) at ``resolution``, from the cache
-    or trained now (and cached), and what it is: {"path", "trained_now", "held_out_accuracy", "train_images",
-    "held_out_images", "seconds", "key"}."""
-    key = cache_key(data, split, tags, resolution)
-    directories = cache_dirs(cache_dir, key)
-    cached = find_cached(directories, key, tags.column)
-    if cached is not None:
-        record = read_record(cached)
-        return AttributeClassifier.load(cached, device), {"path": str(cached), "trained_now": False, **record}
+    (root ``cache_dir``, default :func:`user_cache`) or trained now and cached, and what it is: {"path",
+    "trained_now", "held_out_accuracy", "train_images", "held_out_images", "seconds", "key"}."""
+    key = cache_key(data, split, dataset, tags, resolution)
+    directory = cache_path(key, cache_dir)
+    if is_cached(directory, key, tags.column):
+        record = read_record(directory)
+        return AttributeClassifier.load(directory, device), {"path": str(directory), "trained_now": False, **record}
     start = time.perf_counter()
     with seeded(device), cpu_threads(device):
         classifier = AttributeClassifier(tags.classes, min(resolution, MAX_INPUT_SIZE), TRAINING["width"])
@@ -343,7 +345,7 @@ def attribute_classifier(dataset, tags: ColumnTags, data: str, resolution: int, 
         held_out_accuracy = accuracy(classifier, held_images, held_labels, device)
     record = {"held_out_accuracy": held_out_accuracy, "train_images": len(labels), "held_out_images": len(held_labels),
               "seconds": round(time.perf_counter() - start, 1), "key": key}
-    path = save_cached(classifier, record, directories)
+    path = save_cached(classifier, record, directory)
     return classifier, {"path": str(path) if path else None, "trained_now": True, **record}
 
 
@@ -455,10 +457,8 @@ def attribute_fidelity(tokenizer, data: str, column: str, *, resolution: int | N
     held-out tagged originals of ``data`` and on their reconstructions by ``tokenizer``.
 
     resolution  image side (default: the tokenizer's encoder resolution)
-    cache_dir   the classifier goes to ``<cache_dir>/attr-<column>/`` (a tokenizer folder), else the user cache
+    cache_dir   cache root instead of $VQSTACK_CACHE (default ~/.cache/vqstack); the classifier is kept there
     limit       score the first N held-out images only (the classifier still trains on the whole training split)"""
-    from .reconstruction import tokenizer_resolution  # here: reconstruction imports this module
-
     resolution = tokenizer_resolution(tokenizer, resolution)
     dataset = load_image_dataset(str(data), split=split)
     tags = column_tags(dataset, column)

@@ -28,8 +28,10 @@ class MetricInfo:
 
 
 METRICS = {
-    "psnr": MetricInfo("pairs", (TOKENIZER,), "PSNR (dB) of each reconstruction, data range 2 ([-1, 1]), averaged"),
-    "ssim": MetricInfo("pairs", (TOKENIZER,), "SSIM (torchmetrics, Gaussian 11x11, sigma 1.5), averaged over images"),
+    "psnr": MetricInfo("pairs", (TOKENIZER,), "PSNR (dB) of each reconstruction on [0, 1] images, data range 1, "
+                                              "averaged"),
+    "ssim": MetricInfo("pairs", (TOKENIZER,), "SSIM (torchmetrics, Gaussian 11x11, sigma 1.5) on [0, 1] images, data "
+                                              "range 1, averaged over images"),
     "colour-hist": MetricInfo("pairs", (TOKENIZER,), "1 - intersection of the joint RGB histograms (8x8x8 bins) "
                                                      "of each reconstruction and its original, averaged (0 to 1)"),
     "lpips": MetricInfo("pairs", (TOKENIZER,), "LPIPS (lpips package, --lpips-net backbone; needs its weights)"),

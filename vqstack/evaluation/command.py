@@ -9,11 +9,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.images import ImageDataset, describe_source, load_image_dataset
+from ..data.labels import parse_labels
 from ..data.tokens import INFO_NAME, load_token_dataset
 from .attributes import attribute_classifier, attribute_confusion, attribute_report, attribute_tables, column_tags
 from .catalog import DEFAULT_METRICS, PRIOR, TOKENIZER, attribute_columns, parse_metrics
 from .report import format_table, make_record, saved_component, write_json
 from .suite import required_weights
+from .tokenizer_info import tokenizer_resolution
 
 
 def run(args) -> int:
@@ -99,7 +101,7 @@ def image_batches(images, resolution: int, args, accelerator, desc: str):
 
 def evaluate_reconstructions(args, requests, accelerator):
     from ..tokenizer import Tokenizer
-    from .reconstruction import evaluate_tokenizer, tokenizer_resolution, tokenizer_suite
+    from .reconstruction import evaluate_tokenizer, tokenizer_suite
 
     # loaded on the CPU, then moved: safetensors refuses the "cpu:1" devices of multi-process CPU runs
     tokenizer = Tokenizer.from_pretrained(args.tokenizer).to(accelerator.device)
@@ -123,11 +125,11 @@ def evaluate_reconstructions(args, requests, accelerator):
 
 
 def score_attribute(args, tokenizer, dataset, tags, resolution: int, accelerator):
-    """attr:<column>: the classifier (trained by the main process and cached beside the tokenizer, then loaded by
-    the others), scored on every process's share of the held-out images."""
+    """attr:<column>: the classifier (trained by the main process and cached in $VQSTACK_CACHE, never in the
+    tokenizer folder, then loaded by the others), scored on every process's share of the held-out images."""
     with accelerator.main_process_first():
-        classifier, info = attribute_classifier(dataset, tags, args.data, resolution, args.tokenizer, args.split,
-                                                accelerator.device)
+        classifier, info = attribute_classifier(dataset, tags, args.data, resolution, split=args.split,
+                                                device=accelerator.device)
     confusion = attribute_confusion(tokenizer, classifier, dataset, tags, resolution, limit=args.limit,
                                     batch_size=args.batch_size, rank=accelerator.process_index,
                                     world=accelerator.num_processes)
@@ -194,8 +196,6 @@ def sample_batches(pipe, args, accelerator):
 
 def sample_labels(text: str | None):
     """``--labels``: one label for every sample, or several separated by ";" taken in turn."""
-    from ..cli import parse_labels
-
     if text is None or ";" not in text:
         return parse_labels(text)
     return [parse_labels(part) if part.strip() else None for part in text.split(";")]

@@ -16,9 +16,9 @@ This module is imported whenever the registry loads, so the heavy packages are i
 """
 from __future__ import annotations
 
-import contextlib
+import functools
+import io
 import pickle
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -85,15 +85,26 @@ class VGG16STLPIPSFeatures(FeatureNetwork):
         return self.trunk((x - self.shift) / self.scale).relu5_3.mean((2, 3))
 
 
-@contextlib.contextmanager
-def _without_weight_loading():
-    """torch-fidelity's InceptionV3 constructor always loads weights (downloading them when given no path); for the
-    random stand-in (``pretrained=False``) skip that one step and keep the random initialisation."""
-    from torch_fidelity import feature_extractor_inceptionv3 as fidelity
+@functools.cache
+def _random_inception_class() -> type:
+    """NoTrainInceptionV3 whose ``load_state_dict`` loads nothing from an empty state (and is strict otherwise).
+    Made on first use, once: torchmetrics takes seconds to import."""
+    from torchmetrics.image.fid import NoTrainInceptionV3
 
-    with mock.patch.object(fidelity, "load_state_dict_from_url", lambda *args, **kwargs: {}), \
-            mock.patch.object(fidelity.FeatureExtractorInceptionV3, "load_state_dict", lambda *args, **kwargs: None):
-        yield
+    class RandomInceptionV3(NoTrainInceptionV3):
+        def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+            return super().load_state_dict(state_dict, strict=strict and bool(state_dict), assign=assign)
+
+    return RandomInceptionV3
+
+
+def _random_inception(name: str, features_list: list[str]) -> nn.Module:
+    """torch-fidelity's InceptionV3 (through torchmetrics) left at its random initialisation: a test stand-in. Its
+    constructor always loads a state dict (downloading one when given no path); it gets an empty one from memory."""
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)  # torch.load reads file objects as well as paths
+    return _random_inception_class()(name=name, features_list=features_list, feature_extractor_weights_path=empty)
 
 
 class InceptionFeatures(FeatureNetwork):
@@ -116,11 +127,10 @@ class InceptionFeatures(FeatureNetwork):
             load_pickled_state(path)
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        loading = contextlib.nullcontext() if pretrained else _without_weight_loading()
+        options = {"name": "inception-v3-compat", "features_list": [str(self.num_features)]}
         try:
-            with loading:
-                self.net = NoTrainInceptionV3(name="inception-v3-compat", features_list=[str(self.num_features)],
-                                              feature_extractor_weights_path=None if path is None else str(path))
+            self.net = (NoTrainInceptionV3(**options, feature_extractor_weights_path=str(path)) if pretrained
+                        else _random_inception(**options))
         except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as err:  # not this checkpoint
             first_line = (str(err).strip().splitlines() or [""])[0].rstrip(":")
             raise ValueError(f"{path} is not torch-fidelity's InceptionV3 FID checkpoint ({type(err).__name__}: "

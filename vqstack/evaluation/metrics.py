@@ -1,19 +1,54 @@
 """Metric objects: torchmetrics ``Metric`` subclasses that accumulate per batch and sync across processes.
 
-torchmetrics provides PSNR, SSIM and the Fréchet distance (``FrechetInceptionDistance`` with a custom feature
-network); torch-fidelity the k-NN precision/recall computation. What neither has is written here as thin Metrics:
-the mean of a perceptual distance, the codebook histogram, the feature sets precision/recall need, a colour
-histogram distance and an attribute classifier's confusion matrices. Under
-``torch.distributed`` (``accelerate launch``) ``compute()`` sums or concatenates every process's states first, so N
-processes each fed a different shard give the value one process gives on the whole set.
+torchmetrics provides PSNR and SSIM (fed [0, 1] images with data range 1, as the field computes them) and the
+Fréchet distance (``FrechetInceptionDistance`` with a custom feature network); torch-fidelity the k-NN
+precision/recall computation. What neither has is written here as thin Metrics: the mean of a perceptual distance,
+the codebook histogram, the feature sets precision/recall need, a colour histogram distance and an attribute
+classifier's confusion matrices. Under ``torch.distributed`` (``accelerate launch``) ``compute()`` sums or
+concatenates every process's states first, so N processes each fed a different shard give the value one process
+gives on the whole set.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
+
+
+def unit_range(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] images -> [0, 1], the range pixel metrics are defined on."""
+    return (images.float() + 1) / 2
+
+
+class PixelSSIM(StructuralSimilarityIndexMeasure):
+    """SSIM (Wang et al. 2004; torchmetrics: Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03) of [-1, 1] images, computed
+    on them mapped to [0, 1] with data range 1, as torchmetrics, scikit-image and the papers do, and averaged over
+    images. Why not [-1, 1] with data range 2: SSIM's luminance term (2 mu_x mu_y + C1) / (mu_x² + mu_y² + C1) is not
+    shift-invariant, and on [-1, 1] a dark image (mu near -1) hides a brightness error (0.97 instead of 0.60).
+
+    ``update(fake, real)``; ``compute()`` -> scalar tensor."""
+
+    def __init__(self, **kwargs):
+        super().__init__(data_range=1.0, **kwargs)
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        super().update(unit_range(fake), unit_range(real))
+
+
+class PixelPSNR(PeakSignalNoiseRatio):
+    """PSNR (dB) of [-1, 1] images, on them mapped to [0, 1] with data range 1 (the same value as [-1, 1] with data
+    range 2: PSNR is shift-invariant), one per image, then averaged over images (not the PSNR of the pooled MSE).
+
+    ``update(fake, real)``; ``compute()`` -> scalar tensor."""
+
+    def __init__(self, **kwargs):
+        super().__init__(data_range=1.0, dim=(1, 2, 3), reduction="elementwise_mean", **kwargs)
+
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        super().update(unit_range(fake), unit_range(real))
 
 
 class FrechetDistance(FrechetInceptionDistance):

@@ -12,27 +12,15 @@ import torch
 from .attributes import attribute_fidelity
 from .catalog import DEFAULT_FEATURES, DEFAULT_METRICS, TOKENIZER, attribute_columns, parse_metrics
 from .suite import MetricSuite, build_suite
+from .tokenizer_info import codebook_layout, tokenizer_resolution
+
+__all__ = ["codebook_layout", "evaluate_suite", "evaluate_tokenizer", "pixels", "tokenizer_resolution",
+           "tokenizer_suite", "update_reconstruction"]  # tokenizer_resolution: callers have imported it from here
 
 
 def pixels(batch) -> torch.Tensor:
     """An image batch (B, 3, H, W) in [-1, 1], given as a tensor or as an ImageDataset batch dict."""
     return batch["pixel_values"] if isinstance(batch, dict) else batch
-
-
-def codebook_layout(tokenizer) -> tuple[int, int]:
-    """(codebook_size, codebooks per position) of ``tokenizer``: a probe tells a (B, h, w) grid from (B, h, w, Q)."""
-    side = 2 * tokenizer.downsample
-    probe = torch.zeros(1, 3, side, side, device=next(tokenizer.parameters()).device)
-    tokens = tokenizer.encode(probe)
-    return int(tokenizer.quantizer.codebook_size), tokens.shape[-1] if tokens.dim() == 4 else 1
-
-
-def tokenizer_resolution(tokenizer, resolution: int | None = None) -> int:
-    """``resolution`` when given, else the one the tokenizer's encoder was built for."""
-    resolution = resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
-    if resolution is None:
-        raise ValueError("The tokenizer's config names no encoder resolution: pass --resolution (resolution=).")
-    return int(resolution)
 
 
 def tokenizer_suite(tokenizer, metrics=DEFAULT_METRICS[TOKENIZER], **options) -> MetricSuite:
@@ -63,7 +51,8 @@ def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOK
 
     ``attr:<column>`` metrics need ``data`` (images with tags, as ``--data`` takes them; ``split``): they score the
     held-out tagged images of ``data`` at ``resolution`` (default: the tokenizer's), not ``batches``, and add their
-    flat numbers (``attr:<column>/real``, ...); the classifier is cached under ``cache_dir`` (else the user cache).
+    flat numbers (``attr:<column>/real``, ...); the classifier is cached under the cache root ``cache_dir`` (default
+    $VQSTACK_CACHE, else ~/.cache/vqstack).
     :func:`~vqstack.evaluation.attributes.attribute_fidelity` gives the per-class report too."""
     if isinstance(metrics, MetricSuite):
         return evaluate_suite(tokenizer, batches, metrics)

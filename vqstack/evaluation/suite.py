@@ -132,12 +132,9 @@ def required_weights(requests, given: dict, fid_weights, lpips_weights, lpips_ne
 
 
 def pixel_metric(name: str, options: dict):
-    """PSNR or SSIM on [-1, 1] images (data range 2), each averaged over images."""
-    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
-
-    if name == "psnr":  # dim: one PSNR per image, then the mean (not the PSNR of the pooled MSE)
-        return PeakSignalNoiseRatio(data_range=2.0, dim=(1, 2, 3), reduction="elementwise_mean", **options)
-    return StructuralSimilarityIndexMeasure(data_range=2.0, **options)
+    """PSNR or SSIM as the field computes them: on [0, 1] images with data range 1, each averaged over images."""
+    metrics = _metrics()
+    return metrics.PixelPSNR(**options) if name == "psnr" else metrics.PixelSSIM(**options)
 
 
 def shared_features(name: str, built: dict, given: dict, paths: dict) -> SharedFeatures:
