@@ -3,6 +3,11 @@ import os
 # Nothing in the suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Caches the suite writes (attribute classifiers) go to a folder of its own, never the user's ~/.cache/vqstack.
+if "VQSTACK_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["VQSTACK_CACHE"] = tempfile.mkdtemp(prefix="vqstack-test-cache-")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
