@@ -216,7 +216,8 @@ def train(args) -> dict:
         save_comparison_grid(eval_images[:8].cpu(), recon.cpu(), output_dir / "samples" / f"step-{step}.png")
 
     trainer.fit(dataloader, step, models=models, batch_size=config["batch_size"], schedulers=schedulers,
-                epoch_datasets=[train_set], after_update=(lambda: ema.update_parameters(raw_tokenizer)) if ema else None,
+                epoch_datasets=[train_set],
+                after_update=(lambda: ema.update_parameters(raw_tokenizer)) if ema is not None else None,
                 export=export, evaluate=lambda _: evaluate(exported(), eval_images, suite, config["batch_size"]),
                 sample=sample, postfix=("loss", "usage"))
     return trainer.result(tokenizer=raw_tokenizer, discriminator=objective.raw_discriminator, config=config)

@@ -3,8 +3,10 @@
 On a GPU every ``.item()``, ``float(t)``, ``bool(t)``, ``nonzero`` or ``bincount`` in the forward waits for all
 queued kernels, so the step stalls. The CPU tests here make each such Python-level read raise while a training
 forward and backward run: every built-in quantizer (with k-means init and dead-code restarts switched on), a
-Tokenizer, and a VQGAN generator + discriminator step with the GAN, the adaptive weight and LeCAM active. Metrics
-and logs stay 0-dim tensors until log time (``reporting.to_float_dict``).
+Tokenizer, a VQGAN generator + discriminator step with the GAN, the adaptive weight and LeCAM active, and a prior
+training step (``ar`` and the ``maskgit`` plugin, class and attribute labels). Metrics and logs stay 0-dim tensors
+until log time (``reporting.to_float_dict``); token ranges are checked without a read (``Prior.check_range``) and
+once when a token dataset loads.
 
 What the patch cannot see: reads inside torch's C++ (``bincount``, boolean-mask indexing and ``nonzero`` sync
 there, so those ops are refused by name), and blocking host->device copies (``torch.tensor(..., device="cuda")``).
@@ -275,3 +277,61 @@ def test_float_view_reads_nothing_until_an_observer_looks():
     assert type(view["usage"]) is float
     with pytest.raises(KeyError):
         view["lr"]
+
+
+# --- priors -------------------------------------------------------------------------------------------------------
+
+PRIORS = [name if name in vqstack.components("prior") else
+          pytest.param(name, marks=pytest.mark.skip(reason=f"prior {name!r} is not installed here"))
+          for name in ("ar", "maskgit")]
+
+
+def prior_steps(prior, tokens: torch.Tensor, labels: list, device: torch.device, steps: int = 2):
+    """``steps`` training forwards + backwards of a prior, as the prior recipe runs them (labels as Python values)."""
+    for _ in range(steps):
+        with no_syncs_on(device):
+            out = prior(tokens, labels=labels)
+            out.loss.backward()
+    return out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("conditions", [{}, {"num_classes": 0, "attributes": {"hair": ["blue", "red"]}}],
+                         ids=["class", "attributes"])
+@pytest.mark.parametrize("name", PRIORS)
+def test_prior_training_step_reads_nothing_back(name, conditions, device):
+    device = torch.device(device)
+
+    def make():
+        torch.manual_seed(0)
+        return build_example("prior", name, **conditions).to(device).train()
+
+    prior = make()
+    tokens = torch.randint(0, prior.vocab_size, (4, prior.seq_len), device=device)
+    labels = [0, 2, None, 1] if prior.conditions.mode == "class" else ["blue hair", None, "red hair", "blue hair"]
+    warm_up(make, lambda p: prior_steps(p, tokens, labels, device, steps=1), device)
+    out = prior_steps(prior, tokens, labels, device)
+    assert out.loss.dim() == 0 and math.isfinite(float(out.loss.detach()))
+    assert all(p.grad is not None for p in prior.head.parameters())
+
+
+def test_prior_token_range_is_still_checked_without_a_host_read():
+    """The sync-free range check still refuses a token outside the vocabulary, naming it, on the CPU."""
+    prior = build_example("prior", "ar").train()
+    with no_host_syncs(), pytest.raises(ValueError, match=r"tokens must lie in \[0, 32\)"):
+        prior(torch.full((2, prior.seq_len), 32))
+
+
+def test_token_datasets_are_range_checked_once_at_load(tmp_path):
+    """What the training step no longer reads back is checked when the tokens load: a clear error on any device."""
+    from datasets import Dataset
+
+    from vqstack.data.images import DataError
+    from vqstack.data.tokens import load_token_dataset, save_token_dataset
+
+    save_token_dataset(Dataset.from_dict({"tokens": [[0, 5, 31, 2], [7, 7, 1, 3]]}), tmp_path / "ok", (2, 2), 32)
+    tokens, info = load_token_dataset(tmp_path / "ok")
+    assert len(tokens) == 2 and info["codebook_size"] == 32
+    save_token_dataset(Dataset.from_dict({"tokens": [[0, 5, 31, 2], [7, 40, 1, 3]]}), tmp_path / "bad", (2, 2), 32)
+    with pytest.raises(DataError, match=r"tokens span \[0, 40\] but tokens_info.json says codebook_size=32"):
+        load_token_dataset(tmp_path / "bad")

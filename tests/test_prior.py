@@ -94,6 +94,31 @@ def test_loss_falls_and_each_class_reproduces_its_sequence(class_prior):
     assert torch.equal(prior.generate(2, labels="fox", cfg_scale=3.0, generator=seeded()), sequences[1].expand(2, -1))
 
 
+def test_training_logits_are_next_token_scores_aligned_with_the_tokens():
+    """logits[:, i] scores tokens[:, i] from the condition and tokens[:, :i] only (inpaint ranking and NLL rely on
+    it), and the training forward's empty pass-through cache changes nothing in the backbone's attention."""
+    prior = random_head(build()).eval()
+    tokens = torch.randint(0, 32, (2, 16))
+    changed = tokens.clone()
+    changed[:, 9] = (changed[:, 9] + 1) % 32
+    with torch.no_grad():
+        logits, after = prior(tokens, labels=[0, 1]).logits, prior(changed, labels=[0, 1]).logits
+        # the same logits as the backbone run on [prefix; tokens[:-1]] without any cache, position for position
+        ids = torch.cat([prior.condition_tokens([0, 1], 2), tokens[:, :-1]], 1)
+        plain = prior.head(prior.backbone(input_ids=ids, use_cache=False).last_hidden_state)
+    torch.testing.assert_close(logits, plain, rtol=0, atol=0)
+    assert torch.equal(logits[:, :10], after[:, :10])  # positions 0..9 do not see token 9
+    assert not torch.allclose(logits[:, 10], after[:, 10])  # position 10 does
+
+
+def test_the_null_prefix_is_the_unconditional_half_of_guidance():
+    prior = build(num_classes=0, attributes=ATTRIBUTES)
+    assert prior.conditions.num_tokens == 3 + 4  # per group its values and a null: eyes 2 + 1, hair 3 + 1
+    null = prior.condition_tokens(None, 3)
+    assert torch.equal(null, prior.null_prefix.expand(3, -1)) and torch.equal(null[0], torch.tensor([34, 38]))
+    assert prior.backbone.embed_tokens.num_embeddings == 32 + prior.conditions.num_tokens
+
+
 def test_attribute_conditioning_works_with_any_subset_of_tags():
     # no per-group dropout: the two sequences are memorised under exactly these tags (and the null one)
     prior = build(num_classes=0, attributes=ATTRIBUTES, group_dropout=0.0)

@@ -23,7 +23,14 @@ What is here, by kind:
 - priors: ``Prior`` (the base: sizes, conditions, CFG dropout, token checks), ``PriorOutput``, ``ConditionVocab``
   (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``,
   ``cfg_combine``, ``mask_invalid``, ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and
-  ``evaluating`` (eval mode for a block)
+  ``evaluating`` (eval mode for a block). What a prior must get right (``vqstack.priors.base`` says more):
+  the ``conditions.num_tokens`` condition ids follow the ``vocab_size`` image ids (1 unconditional,
+  ``num_classes + 1``, or per attribute group its values + 1), so an input embedding has ``vocab_size +
+  conditions.num_tokens`` rows; ``PriorOutput.logits[:, i]`` scores ``tokens[:, i]`` itself (a causal prior from
+  ``tokens[:, :i]`` only), which token NLL and inpaint ranking rely on; ``forward`` calls ``drop_conditions``
+  itself in training; ``condition_tokens(None, n)`` is the unconditional half for guidance. The prior recipe builds
+  a prior with the contract's arguments and only those of its preset's sizes (``dim``, ``depth``, ``heads``) the
+  constructor takes; ``check_prior`` builds it the same way
 - restorers: ``Restorer`` (the base: the tokenizer's sizes, ``grid``, ``check_images``), ``RestorerOutput``,
   ``blend_codes`` (the fidelity blend of predicted and own codes), ``tokenizer_sizes``
 - both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``RestorePipeline``, ``save_component``,

@@ -179,7 +179,8 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", default=None,
                    help="comma-separated. Tokenizer: psnr, ssim, lpips, stlpips, rfid, colour-hist (color-hist), "
                         "usage (+perplexity), attr:<tag column> (a classifier of the data's own tags, e.g. attr:hair, "
-                        "on held-out originals and their reconstructions; cached in $VQSTACK_CACHE, default ~/.cache/vqstack); prior: "
+                        "on held-out originals and their reconstructions; cached in $VQSTACK_CACHE, default "
+                        "~/.cache/vqstack); prior: "
                         "gfid, nll; both: fd-vgg, fd-<features name>, fd (on --features), precision, recall. "
                         "Default: psnr,ssim,stlpips,fd-vgg,usage / fd-vgg,precision,recall (+nll for token data). "
                         "See docs/evaluation.md")

@@ -35,6 +35,10 @@ def example_kwargs(kind: str, name: str) -> dict:
 
 
 def build_example(kind: str, name: str, **overrides):
+    """Build registered component ``name`` of ``kind`` with its :func:`example_kwargs` (small sizes), ``overrides``
+    replacing any of them: what the checks run on.
+
+        build_example("prior", "ar", num_classes=0)   # ar's tiny sizes, unconditional"""
     return registry(kind).build(name, **{**example_kwargs(kind, name), **overrides})
 
 
@@ -153,18 +157,30 @@ def check_perceptual(perceptual, batch: int = 2, size: int = 32) -> None:
 
 GENERATE_ARGUMENTS = ("n", "labels", "cfg_scale", "temperature", "top_k", "top_p", "generator")  # DESIGN.md
 
+# What recipes/prior_anime.py gives a prior besides vocab_size and seq_len: its preset's sizes (ar's own, here
+# tiny) and dropouts, and per kind of run the conditions (with a label to train on). build_prior passes a prior only
+# the arguments it takes, so a prior with other sizes builds too, if it has defaults for them.
+RECIPE_SIZES = {"dim": 32, "depth": 1, "heads": 2, "cond_dropout": 0.1}
+RECIPE_RUNS = {
+    "unconditional": ({}, None),
+    "class": ({"num_classes": 2, "class_names": ["cat", "dog"]}, "dog"),
+    "attributes": ({"attributes": {"hair": ["blue", "red"]}, "group_dropout": 0.1}, "blue hair"),
+}
+
 
 def missing_generate_arguments(prior) -> list[str]:
     """The arguments of the contract's ``generate`` that ``prior.generate`` does not take (``**kwargs`` takes all)."""
-    import inspect
+    from .priors.sampling import takes_argument
 
-    parameters = inspect.signature(prior.generate).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return []
-    return [name for name in GENERATE_ARGUMENTS if name not in parameters]
+    return [name for name in GENERATE_ARGUMENTS if not takes_argument(prior.generate, name)]
 
 
 def check_prior(prior, batch: int = 2) -> None:
+    """The prior contract (docs/plugins.md): ``generate`` takes the contract's arguments by name; ``vocab_size`` and
+    ``seq_len`` are ints; a training forward gives a finite scalar loss, (B, seq_len, vocab_size) logits and a
+    gradient; ``generate`` gives long (n, seq_len) tokens in range, the same for the same seed, and keeps
+    ``known=`` tokens when it takes them; both round trips. A prior built by name is also built as the prior recipe
+    builds it (:func:`check_recipe_builds`)."""
     name = type(prior).__name__
     missing = missing_generate_arguments(prior)
     assert not missing, (f"{name}: generate() lacks {', '.join(missing)}; a prior's generate takes "
@@ -184,7 +200,43 @@ def check_prior(prior, batch: int = 2) -> None:
     assert first.dtype == torch.long and first.shape == (batch, prior.seq_len), f"{name}: generate -> long (n, L)"
     assert first.min() >= 0 and first.max() < prior.vocab_size, f"{name}: generated token out of range"
     assert torch.equal(first, again), f"{name}: the same generator seed must give the same tokens"
+    check_known_tokens_kept(prior, batch)
     check_round_trips(prior, tokens)
+    spec = component_spec(prior)
+    if spec is not None:
+        check_recipe_builds(spec["name"], prior.vocab_size, prior.seq_len, batch)
+
+
+def check_known_tokens_kept(prior, batch: int = 2) -> None:
+    """A ``generate`` that takes ``known=`` (inpainting, outpainting) returns its known tokens unchanged."""
+    from .priors.sampling import takes_argument
+
+    if not takes_argument(prior.generate, "known"):
+        return  # optional: Pipeline.inpaint / outpaint refuse such a prior in one line (generate_options)
+    known = torch.full((batch, prior.seq_len), -1, dtype=torch.long)
+    known[:, ::2] = torch.randint(0, prior.vocab_size, (batch, (prior.seq_len + 1) // 2))
+    with torch.no_grad():
+        out = prior.generate(batch, known=known, generator=torch.Generator().manual_seed(0))
+    kept = known >= 0
+    assert torch.equal(out.cpu()[kept], known[kept]), (
+        f"{type(prior).__name__}: generate(known=...) must keep the known tokens (-1 = sample), it changed some")
+
+
+def check_recipe_builds(name: str, vocab_size: int, seq_len: int, batch: int = 2) -> None:
+    """The prior recipe (recipes/prior_anime.py, ``--prior NAME``) builds registered prior ``name`` with
+    ``build_prior`` from its sizes (:data:`RECIPE_SIZES`) for an unconditional, a class- and an
+    attribute-conditional run, and each trains a step with its labels."""
+    from .priors.build import build_prior
+
+    for mode, (conditions, label) in RECIPE_RUNS.items():
+        try:
+            prior = build_prior(name, vocab_size=vocab_size, seq_len=seq_len, **RECIPE_SIZES, **conditions)
+        except (ValueError, TypeError) as err:
+            raise AssertionError(f"{name}: the prior recipe cannot build it ({mode} run): {one_line(err)}") from err
+        got = getattr(getattr(prior, "conditions", None), "mode", None)
+        assert got == mode, f"{name}: built with {conditions or 'no conditions'} it must be {mode}, got {got}"
+        loss = prior.train()(torch.randint(0, vocab_size, (batch, seq_len)), labels=[label] * batch).loss
+        assert loss.dim() == 0 and torch.isfinite(loss), f"{name}: a {mode} training step gives no finite loss"
 
 
 def check_features(network, batch: int = 2, size: int = 32) -> None:

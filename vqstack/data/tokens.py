@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..core.files import publish_dir, staging_dir
-from .images import SKIP_REASONS, ImageDataset, SkipTally, check_readable, skip_reason
+from .images import SKIP_REASONS, DataError, ImageDataset, SkipTally, check_readable, skip_reason
 
 INFO_NAME = "tokens_info.json"
 
@@ -113,10 +113,25 @@ def save_token_dataset(dataset, directory, grid, codebook_size: int, **info) -> 
 
 
 def load_token_dataset(directory):
-    """``(dataset, info)`` saved by :func:`save_token_dataset`; info has ``grid`` and ``codebook_size``."""
+    """``(dataset, info)`` saved by :func:`save_token_dataset`; info has ``grid`` and ``codebook_size``. The tokens
+    are checked to lie in [0, codebook_size) here, once, so a training step need not read them back to check."""
     from datasets import load_from_disk
 
     directory = Path(directory)
     if not (directory / INFO_NAME).is_file():
         raise FileNotFoundError(f"{directory} holds no token dataset ({INFO_NAME} missing).")
-    return load_from_disk(str(directory)), json.loads((directory / INFO_NAME).read_text())
+    dataset, info = load_from_disk(str(directory)), json.loads((directory / INFO_NAME).read_text())
+    check_token_range(dataset, info["codebook_size"], directory)
+    return dataset, info
+
+
+def check_token_range(dataset, codebook_size: int, where) -> None:
+    """Refuse a token dataset holding ids outside [0, codebook_size): Arrow's min/max, no Python lists."""
+    import pyarrow.compute as pc
+
+    if not len(dataset):
+        return
+    bounds = pc.min_max(pc.list_flatten(dataset.data.column("tokens"))).as_py()
+    if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= codebook_size):
+        raise DataError(f"{where}: tokens span [{bounds['min']}, {bounds['max']}] but {INFO_NAME} says "
+                        f"codebook_size={codebook_size}; encode the images again (--rebuild-tokens).")

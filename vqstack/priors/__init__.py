@@ -2,18 +2,25 @@
 
     ar    ARPrior    Llama-style causal transformer over image tokens (LlamaGen): unconditional, class- or
                      attribute-conditional, classifier-free guidance, KV-cached sampling
+
+``build_prior(name, **recipe_arguments)`` builds any registered prior as the training recipes do (only the
+arguments its constructor takes); ``generate_options(prior, known=..., steps=...)`` refuses in one line the optional
+``generate`` arguments a prior does not take.
 """
 from vqstack.core.hookspecs import hookimpl
 
 from .ar import ARPrior
 from .base import Prior, PriorOutput
+from .build import build_prior, prior_arguments
 from .conditions import ConditionVocab
-from .sampling import cfg_combine, filter_top_k, filter_top_p, mask_invalid, process_logits, sample_tokens
+from .sampling import (cfg_combine, filter_top_k, filter_top_p, generate_options, mask_invalid, process_logits,
+                       sample_tokens)
 
 BUILTIN_PRIORS = {"ar": ARPrior}
 
-__all__ = ["ARPrior", "Prior", "PriorOutput", "ConditionVocab", "BUILTIN_PRIORS", "cfg_combine", "mask_invalid",
-           "filter_top_k", "filter_top_p", "process_logits", "sample_tokens"]
+__all__ = ["ARPrior", "Prior", "PriorOutput", "ConditionVocab", "BUILTIN_PRIORS", "build_prior", "prior_arguments",
+           "generate_options", "cfg_combine", "mask_invalid", "filter_top_k", "filter_top_p", "process_logits",
+           "sample_tokens"]
 
 
 @hookimpl

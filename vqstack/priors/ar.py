@@ -18,7 +18,8 @@ from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
 from .base import Prior, PriorOutput, check_positive_int
-from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, check_sampling_options, sample_tokens)
+from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, cache_keyword, check_sampling_options,
+                       sample_tokens, training_cache)
 
 
 def llamagen_mlp_dim(dim: int) -> int:
@@ -78,7 +79,10 @@ class ARPrior(Prior):
         prefix = self.condition_tokens(labels, tokens.shape[0])
         if self.training and self.conditions.is_conditional:
             prefix = self.drop_conditions(prefix)
-        hidden = self.backbone(input_ids=torch.cat([prefix, tokens[:, :-1]], 1), use_cache=False).last_hidden_state
+        ids = torch.cat([prefix, tokens[:, :-1]], 1)
+        # an empty pass-through cache: no host-side packed-sequence probe (a sync per step), same causal attention
+        hidden = self.backbone(input_ids=ids, use_cache=False,
+                               **{cache_keyword(self.backbone): training_cache()}).last_hidden_state
         logits = self.head(hidden[:, self.prefix_len - 1:])
         loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
         return PriorOutput(loss=loss, logits=logits)

@@ -57,6 +57,13 @@ def filter_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def check_sampling_options(temperature: float, top_k: int | None, top_p: float | None, cfg_scale: float) -> None:
+    """Refuse bad sampling options in one line each, before any work: a prior's ``generate`` calls it first.
+
+    temperature  >= 0 (0 = greedy)
+    top_k        None or an int >= 1
+    top_p        None or in (0, 1]
+    cfg_scale    a number, not NaN (1 = no guidance; whether the prior is conditional is the prior's to check)
+    """
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
@@ -65,6 +72,34 @@ def check_sampling_options(temperature: float, top_k: int | None, top_p: float |
         raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}.")
     if not isinstance(cfg_scale, (int, float)) or cfg_scale != cfg_scale:
         raise ValueError(f"cfg_scale must be a number (1 = no guidance), got {cfg_scale!r}.")
+
+
+# generate()'s optional arguments (beyond the contract's): why a caller passes each, said when a prior lacks it
+OPTIONAL_GENERATE_ARGUMENTS = {
+    "known": "known= keeps an image's tokens (-1 where to sample), which inpainting and outpainting need; "
+             "{prior}.generate() does not take it: use a prior that does (ar, maskgit).",
+    "steps": "steps={value} sets the decoding passes of a parallel-decoding prior (maskgit); this prior ({prior}) "
+             "samples one token per pass: drop steps.",
+}
+
+
+def takes_argument(function, name: str) -> bool:
+    """Whether ``function`` takes the keyword argument ``name`` (a ``**kwargs`` takes any)."""
+    parameters = inspect.signature(function).parameters
+    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def generate_options(prior, **options) -> dict:
+    """The optional ``generate`` arguments a caller sets (None = not set), for ``prior.generate(..., **options)``;
+    one that ``prior.generate`` does not take is refused in one line, not left to a raw TypeError mid-way.
+
+        generate_options(prior, known=known, steps=None)   # -> {"known": known}, or ValueError"""
+    chosen = {name: value for name, value in options.items() if value is not None}
+    for name, value in chosen.items():
+        if not takes_argument(prior.generate, name):
+            message = OPTIONAL_GENERATE_ARGUMENTS.get(name, "{prior}.generate() takes no " + name + "=.")
+            raise ValueError(message.format(prior=type(prior).__name__, value=value))
+    return chosen
 
 
 def process_logits(logits: torch.Tensor, num_valid: int, cfg_scale: float | None = None, temperature: float = 1.0,
@@ -155,6 +190,22 @@ class PreallocatedLayer(DynamicLayer):
 
     def get_seq_length(self) -> int:
         return self.length
+
+
+class PassThroughLayer(DynamicLayer):
+    """A cache layer that keeps nothing: each update returns the new keys and values as they are.
+
+    A training forward hands the decoder a cache of these (``training_cache``). Without any cache, transformers
+    probes the position ids for packed sequences and reads the answer on the host, a device sync every step; with
+    an empty cache it knows there is no past and no packing, and still lets SDPA use its causal kernel."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        return key_states, value_states
+
+
+def training_cache() -> Cache:
+    """An empty cache for one full-sequence forward (see :class:`PassThroughLayer`); one layer per decoder block."""
+    return Cache(layer_class_to_replicate=PassThroughLayer)
 
 
 CACHE_KINDS = ("preallocated", "dynamic", "static")

@@ -58,9 +58,11 @@ def add_loop_arguments(p: argparse.ArgumentParser, *, output_dir: str, max_steps
                    help="NaN/inf gradient steps in a row (each skipped) that end the run (default: %(default)s)")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16", "fp16"],
                    help="autocast dtype; quantizer distances and frozen tokenizers stay in fp32 (default: no)")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=1000,
+                   help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--checkpoints-to-keep", type=int, default=3, help="newest checkpoints kept (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=eval_every, help="steps between evaluations (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=eval_every,
+                   help="steps between evaluations (default: %(default)s)")
     p.add_argument("--sample-every", type=int, default=sample_every,
                    help="steps between sample grids (default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl lines (default: %(default)s)")

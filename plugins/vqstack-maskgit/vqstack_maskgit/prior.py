@@ -23,6 +23,7 @@ from vqstack.api import (Prior, PriorOutput, check_sampling_options, evaluating,
 
 from .schedule import check_schedule, gumbel_noise, lowest, masked_after_pass, training_mask
 
+IGNORE = -100  # cross_entropy's ignore_index: the target of a visible position
 EVAL_MASK_SEED = 0  # eval-mode forward masks from this seed: a comparable validation loss, global RNG untouched
 
 
@@ -103,17 +104,27 @@ class MaskGITPrior(Prior):
         self.check_range(tokens)
         if mask is None:
             mask = self.draw_mask(tokens.shape[0])
-        elif mask.shape != tokens.shape or mask.dtype != torch.bool or not mask.any():
-            raise ValueError(f"mask must be a bool tensor {tuple(tokens.shape)} with at least one True (masked) "
-                             f"position, got {mask.dtype} {tuple(mask.shape)}.")
-        mask = mask.to(tokens.device)
+        else:
+            mask = self.check_mask(mask, tokens)
         prefix = self.condition_tokens(labels, tokens.shape[0])
         if self.training and self.conditions.is_conditional:
             prefix = self.drop_conditions(prefix)
         logits = self.logits(prefix, tokens.masked_fill(mask, self.mask_id))
-        # only the masked positions count: a visible token's own id is in the input, predicting it teaches nothing
-        loss = F.cross_entropy(logits[mask].float(), tokens[mask])
+        # only the masked positions count: a visible token's own id is in the input, predicting it teaches nothing.
+        # Visible targets become ignore_index, not a boolean selection, whose size the host would have to read.
+        targets = tokens.masked_fill(~mask, IGNORE)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
         return PriorOutput(loss=loss, logits=logits)
+
+    def check_mask(self, mask: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """A caller's ``mask`` for ``tokens``, on their device; "at least one True" is checked without a host read."""
+        message = (f"mask must be a bool tensor {tuple(tokens.shape)} with at least one True (masked) position, got "
+                   f"{mask.dtype} {tuple(mask.shape)}.")
+        if mask.shape != tokens.shape or mask.dtype != torch.bool:
+            raise ValueError(message)
+        mask = mask.to(tokens.device)
+        self.check_on_device(mask.any(), message)
+        return mask
 
     def draw_mask(self, batch: int) -> torch.Tensor:
         """The training mask (batch, seq_len) of the schedule; see forward() for where its randomness comes from."""
