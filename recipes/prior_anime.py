@@ -41,6 +41,7 @@ from vqstack.data.labels import relabel
 from vqstack.data.token_cache import CACHE_FIELDS, check_token_cache, token_cache_key
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from vqstack.pipeline import make_grid_image, to_pil
+from vqstack.priors import build_prior
 from vqstack.training.loop import Trainer, add_loop_arguments
 from vqstack.training.runtime import UsageError, run_recipe, usage_errors
 
@@ -238,7 +239,7 @@ def train(args) -> dict:
     # --- the prior ----------------------------------------------------------------------------------------------
     with usage_errors():
         kwargs = prior_kwargs(args, info, tokens, preset, attributes)
-        prior = vqstack.build("prior", args.prior, **kwargs)
+        prior = build_prior(args.prior, **kwargs)  # only the arguments this prior takes
         sample_labels = default_sample_labels(args, kwargs)
         for label in sample_labels:  # an unknown label fails now, naming the known ones, not at the first grid
             prior.condition_tokens(label, 1)

@@ -300,3 +300,17 @@ def test_from_pretrained_is_quiet_when_the_tokenizer_matches_or_is_not_recorded(
         warnings.simplefilter("always")
         Pipeline.from_pretrained(stages[0], prior_dir)
     assert not [w for w in caught if "trained on the tokens" in str(w.message)]
+
+
+@pytest.mark.parametrize("repair", ["inpaint", "outpaint"])
+def test_a_prior_without_known_tokens_is_refused_in_one_line(pipe, image, monkeypatch, repair):
+    """known= is optional in the prior contract; inpainting and outpainting need it, and say so (not a TypeError)."""
+    def generate(n, labels=None, cfg_scale=1.0, temperature=1.0, top_k=None, top_p=None, generator=None):
+        raise AssertionError("never reached")
+
+    monkeypatch.setattr(pipe.prior, "generate", generate)
+    with pytest.raises(ValueError, match=r"known= keeps an image's tokens .* does not take it"):
+        if repair == "inpaint":
+            pipe.inpaint(image, mask_of((0, 0)))
+        else:
+            pipe.outpaint(image, {"left": 1})

@@ -194,3 +194,22 @@ def test_the_class_count_comes_from_the_names_not_from_the_classes_seen(inputs, 
 def test_a_class_id_beyond_the_names_is_refused(inputs, tmp_path):
     with pytest.raises(UsageError, match="class id 3, but --class-names names 2 classes"):
         run_classes(inputs, tmp_path, [0, 3], "plane,car")
+
+
+def test_a_plugin_prior_without_ars_sizes_trains_in_the_recipe(inputs, tmp_path, fresh_plugins):
+    """--prior NAME passes dim/depth/heads only to a prior that takes them: a prior with sizes of its own trains."""
+    from vqstack.priors.ar import ARPrior
+
+    class FixedSizeAR(ARPrior):
+        def __init__(self, vocab_size, seq_len, attributes=None, cond_dropout=0.1):
+            super().__init__(vocab_size=vocab_size, seq_len=seq_len, attributes=attributes, dim=32, depth=1, heads=2,
+                             cond_dropout=cond_dropout)
+
+    class Plugin:
+        @vqstack.hookimpl
+        def vqstack_register_priors(self, registry):
+            registry.register("fixed-ar", FixedSizeAR)
+
+    vqstack.register_plugin(Plugin(), name="fixed-ar")
+    result = run(inputs, tmp_path, "--prior", "fixed-ar", "--preset", "small")
+    assert result["state"].step == 2 and result["prior"].backbone.config.hidden_size == 32

@@ -1,7 +1,6 @@
 """Two stages in one object: a prior samples token grids, the tokenizer decodes them into images."""
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import warnings
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .core.serialization import load_component, read_config, weights_sha256
+from .priors.sampling import generate_options
 from .tokenizer import Tokenizer
 
 WHITE = 128  # mask pixels at least this bright (8-bit grey) mark the region to repair
@@ -284,6 +284,7 @@ class Pipeline:
         other pixel is the input's own. ``candidates`` > 1 samples that many fills in one batch and keeps the one
         under which the prior finds the known tokens after the hole likeliest."""
         check_inpaint_inputs(image, mask, candidates)
+        options = self.decoding_options(steps, known=True)
         if candidates > 1 and not getattr(self.prior, "causal", False):
             raise ValueError(f"candidates={candidates} ranks fills by how an autoregressive prior (ar) scores the "
                              f"tokens after the hole; this prior ({type(self.prior).__name__}) already sees every "
@@ -295,7 +296,7 @@ class Pipeline:
         known = torch.where(cells, torch.full_like(tokens, -1), tokens)
         fills = self.prior.generate(candidates, labels=labels, cfg_scale=cfg_scale, temperature=temperature,
                                     top_k=top_k, top_p=top_p, generator=self.generator(seed), known=known,
-                                    **self.decoding_options(steps))
+                                    **options)
         generated = self.decode(self.best_fill(fills, known, labels))  # at the pipeline's size
         size = tuple(pixels.shape[-2:])
         return composite(pixels, resize(generated, size), feather(hole, feather_reach(size, self.grid)))
@@ -325,7 +326,7 @@ class Pipeline:
                             dtype=torch.long, device=self.device)
         canvas[extend["top"]:extend["top"] + h, extend["left"]:extend["left"] + w] = self.tokenizer.encode(
             from_pil(image, self.image_size).to(self.device))[0]
-        generator, options = self.generator(seed), self.decoding_options(steps)
+        generator, options = self.generator(seed), self.decoding_options(steps, known=True)
 
         def draw(known: torch.Tensor) -> torch.Tensor:
             return self.prior.generate(1, labels=labels, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k,
@@ -341,14 +342,12 @@ class Pipeline:
         new[inside] = False
         return composite(kept, resize(generated, grown), feather(new, feather_reach(size, self.grid)))
 
-    def decoding_options(self, steps: int | None) -> dict:
-        """``steps`` for a prior that decodes in parallel passes (maskgit); a one-line error for one that does not."""
-        if steps is None:
-            return {}
-        if "steps" not in inspect.signature(self.prior.generate).parameters:
-            raise ValueError(f"steps={steps} sets the decoding passes of a parallel-decoding prior (maskgit); this "
-                             f"prior ({type(self.prior).__name__}) samples one token per pass: drop steps.")
-        return {"steps": steps}
+    def decoding_options(self, steps: int | None, known: bool = False) -> dict:
+        """``steps`` for a prior that decodes in parallel passes (maskgit). A prior whose ``generate`` lacks
+        ``steps=`` (when given) or ``known=`` (``known=True``: inpainting, outpainting) is refused in one line."""
+        options = generate_options(self.prior, steps=steps, known=True if known else None)
+        options.pop("known", None)  # the caller passes its own known tokens
+        return options
 
     def best_fill(self, fills: torch.Tensor, known: torch.Tensor, labels=None) -> torch.Tensor:
         """The (1, seq_len) fill whose following known tokens the prior finds likeliest; the first on ties."""
