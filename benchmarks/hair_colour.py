@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqstack.pipeline import Pipeline, from_pil, to_pil
+from vqstack import Pipeline
+from vqstack.pipelines.images import from_pil, to_pil
 
 
 def describe(image: Image.Image) -> np.ndarray:

@@ -23,7 +23,8 @@ import torch
 from PIL import Image
 
 import vqstack
-from vqstack.pipeline import Pipeline, from_pil
+from vqstack import Pipeline
+from vqstack.pipelines.images import from_pil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from prior_anime import split_validation  # noqa: E402  (the recipe's own held-out split)

@@ -30,7 +30,8 @@ from PIL import Image
 
 import vqstack
 from vqstack.evaluation.generation import evaluate_samples
-from vqstack.pipeline import Pipeline, from_pil, make_grid_image, to_pil
+from vqstack import Pipeline
+from vqstack.pipelines.images import from_pil, make_grid_image, to_pil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 from prior_anime import split_validation  # noqa: E402  (the recipe's own held-out split)

@@ -37,8 +37,9 @@ from PIL import Image
 
 import vqstack
 from vqstack.evaluation import build_suite
-from vqstack.pipeline import from_pil, make_grid_image, to_pil
-from vqstack.restoration import load_restorer, parse_spec
+from vqstack.data.degradations import parse_spec
+from vqstack.pipelines.images import from_pil, make_grid_image, to_pil
+from vqstack.restorers.saving import load_restorer
 from vqstack.restorers import blend_codes
 
 CASES = {"down4+noise": "down:4,noise:0.05", "blur2": "blur:2", "jpeg20": "jpeg:20"}

@@ -40,7 +40,7 @@ from vqstack.data import load_image_dataset
 from vqstack.data.labels import relabel
 from vqstack.data.token_cache import CACHE_FIELDS, check_token_cache, token_cache_key
 from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
-from vqstack.pipeline import make_grid_image, to_pil
+from vqstack.pipelines.images import make_grid_image, to_pil
 from vqstack.priors import build_prior
 from vqstack.training.loop import Trainer, add_loop_arguments
 from vqstack.training.runtime import UsageError, run_recipe, usage_errors

@@ -47,9 +47,9 @@ from vqstack.core.registry import component_spec
 from vqstack.core.serialization import weights_sha256
 from vqstack.data import ImageDataset, load_image_dataset
 from vqstack.data.images import check_readable, hold_out
-from vqstack.restoration import clean_targets, parse_spec, restoration_loss, save_restorer
-from vqstack.restoration.degrade import DegradedImages
-from vqstack.restoration.objective import CODE_WEIGHT, FEATURE_WEIGHT
+from vqstack.data.degradations import DegradedImages, parse_spec
+from vqstack.restorers.objective import CODE_WEIGHT, FEATURE_WEIGHT, clean_targets, restoration_loss
+from vqstack.restorers.saving import save_restorer
 from vqstack.restorers import tokenizer_sizes
 from vqstack.restorers.evaluation import Evaluation, eval_cases, parse_eval_metrics
 from vqstack.training.loop import Trainer, add_loop_arguments

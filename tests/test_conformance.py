@@ -1,4 +1,4 @@
-"""Every registered component of every kind passes the public contract's checks (vqstack.testing).
+"""Every registered component of every kind passes the public contract's checks (vqstack.conformance).
 
 A component is checked the moment it registers, plugins included."""
 import pytest
@@ -9,7 +9,7 @@ from torch.nn import functional as F
 import vqstack
 from vqstack.api import Prior, PriorOutput, build_example, process_logits, sample_from_logits
 from vqstack.priors import build_prior, generate_options, prior_arguments
-from vqstack.testing import CHECKS, check_component, check_result
+from vqstack.conformance import CHECKS, check_component, check_result
 
 CASES = [(kind, name) for kind in CHECKS for name in vqstack.components(kind)]
 

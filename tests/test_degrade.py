@@ -1,4 +1,4 @@
-"""Degradations for restoration (vqstack.restoration.degrade): the spec grammar, what each step measurably does,
+"""Degradations for restoration (vqstack.data.degradations): the spec grammar, what each step measurably does,
 reproducibility from (seed, epoch, index) in and out of DataLoader workers, and ``vqstack degrade``."""
 import json
 import pickle
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vqstack.cli import main
-from vqstack.restoration import Degradation, parse_spec
+from vqstack.data.degradations import Degradation, parse_spec
 
 EXAMPLE = "blur:0.5-2,down:4,noise:0-0.1,jpeg:30-90"
 ALL = "blur:0.5-2,down:2|4|8,noise:0-0.1,poisson:50-200,jpeg:30-90"

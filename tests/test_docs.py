@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import vqstack
-from vqstack.restoration import save_restorer
+from vqstack.restorers.saving import save_restorer
 from helpers.recipes import ROOT, tiny_tokenizer_config
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

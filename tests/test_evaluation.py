@@ -341,7 +341,7 @@ class FeaturesPlugin:
 
 
 def test_a_plugin_adds_a_features_network(fresh_plugins):
-    from vqstack.testing import check_component
+    from vqstack.conformance import check_component
 
     vqstack.register_plugin(FeaturesPlugin(), name="test-features")
     assert {"inception", "mean-colour", "vgg16-stlpips"} <= set(vqstack.components("features"))

@@ -21,7 +21,7 @@ import torch
 
 import vqstack
 from vqstack.quantizers.base import is_metric_value
-from vqstack.testing import build_example
+from vqstack.conformance import build_example
 from vqstack.training.objectives import LossWeights, VQGANObjective
 from vqstack.training.reporting import FloatView, to_float_dict
 

@@ -13,7 +13,9 @@ import vqstack
 from helpers.recipes import tiny_tokenizer_config
 from vqstack.cli import main as cli_main
 from vqstack.core.serialization import weights_sha256
-from vqstack.pipeline import Pipeline, feather, feather_reach, from_pil, to_pil
+from vqstack import Pipeline
+from vqstack.pipelines.images import from_pil, to_pil
+from vqstack.pipelines.inpainting import feather, feather_reach
 
 CELL = 4  # the tokenizer downsamples 16x16 images to a 4x4 token grid
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers.recipes import load_recipe, reset_accelerate, write_stage2_inputs
 from vqstack.cli import main as cli_main
-from vqstack.pipeline import Pipeline
+from vqstack import Pipeline
 
 pytest.importorskip("vqstack_maskgit", reason="plugins/vqstack-maskgit is not installed")
 

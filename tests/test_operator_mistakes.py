@@ -10,7 +10,7 @@ from helpers.recipes import TINY_NET, tiny_tokenizer_config
 from vqstack.cli import main as cli_main
 from vqstack.core.serialization import weights_sha256
 from vqstack.data.tokens import check_single_codebook
-from vqstack.pipeline import Pipeline
+from vqstack import Pipeline
 
 RESIDUAL = {"name": "residual", "kwargs": {"dim": 8, "num_quantizers": 2, "codebook_size": 32}}
 FACTOR_2 = {**TINY_NET, "ch_mult": [1, 2]}  # downsamples by 2, not 4

@@ -9,8 +9,8 @@ import vqstack
 from helpers.recipes import tiny_tokenizer_config
 from vqstack.cli import main as cli_main
 from test_inpaint import assert_ramp, ramp_decoder, random_image
-from vqstack.pipeline import Pipeline
-from vqstack.repair import border_pixels, parse_extend, window_starts, windows
+from vqstack import Pipeline
+from vqstack.pipelines.outpainting import border_pixels, parse_extend, window_starts, windows
 
 CELL = 4  # the tiny tokenizer: 16x16 images, 4x4 tokens
 

@@ -10,7 +10,7 @@ import vqstack
 from helpers.recipes import load_recipe, reset_accelerate, tiny_tokenizer_config, write_stage2_inputs
 from vqstack.cli import main as cli_main
 from vqstack.data.tokens import encode_dataset
-from vqstack.pipeline import Pipeline
+from vqstack import Pipeline
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 import vqstack.api as api
 from vqstack.core import hookspecs
 from vqstack.core.registry import KIND_HOOKS
-from vqstack.testing import CHECKS
+from vqstack.conformance import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "plugins.md"

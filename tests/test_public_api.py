@@ -2,7 +2,7 @@
 
 The scanner reads every .py file of every package under ``plugins/`` (tests included) with ``ast`` and reports,
 as ``file:line``, each reach into another vqstack module: ``from vqstack.quantizers.base import X``,
-``import vqstack.core.registry``, ``from vqstack import core``, ``importlib.import_module("vqstack.testing")`` and
+``import vqstack.core.registry``, ``from vqstack import core``, ``importlib.import_module("vqstack.conformance")`` and
 attribute chains such as ``vqstack.core.hookimpl`` after ``import vqstack``.
 """
 from __future__ import annotations
@@ -15,13 +15,13 @@ import pytest
 import vqstack
 import vqstack.api as api
 from vqstack.core.registry import KIND_HOOKS
-from vqstack.testing import CHECKS
+from vqstack.conformance import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_PACKAGES = sorted(p for p in ROOT.glob("plugins/*/") if p.is_dir())
 SKIPPED_DIRS = {"build", "dist", ".eggs", "__pycache__", ".venv"}  # build outputs, not the package's source
 PUBLIC_MODULES = {"vqstack", "vqstack.api"}
-# vqstack's own submodules and subpackages (vqstack.core, vqstack.testing, ...): private to plugins except api.
+# vqstack's own submodules and subpackages (vqstack.core, vqstack.conformance, ...): private to plugins except api.
 # Read from the folder, not pkgutil, which leaves out subpackages without an __init__.py (vqstack.training).
 PACKAGE_DIR = Path(vqstack.__file__).parent
 SUBMODULES = {p.stem for p in PACKAGE_DIR.glob("*.py")} | {p.name for p in PACKAGE_DIR.iterdir()
@@ -110,16 +110,16 @@ PRIVATE_FORMS = [
     "from vqstack.quantizers.base import Quantizer",
     "import vqstack.core.registry",
     "import vqstack.core.registry as registry",
-    "import torch, vqstack.testing",
+    "import torch, vqstack.conformance",
     "from vqstack.core import hookimpl",
     "from vqstack import core",
     "from vqstack import training",
-    "from vqstack import Quantizer, testing",
+    "from vqstack import Quantizer, conformance",
     "import importlib\nimportlib.import_module('vqstack.quantizers.vq')",
-    "from importlib import import_module\nimport_module('vqstack.testing')",
+    "from importlib import import_module\nimport_module('vqstack.conformance')",
     "__import__('vqstack.core')",
     "import vqstack\nvqstack.core.hookimpl",
-    "import vqstack as vq\nx = vq.testing.check_component",
+    "import vqstack as vq\nx = vq.conformance.check_component",
     "def f():\n    from vqstack.priors.sampling import filter_top_k",
 ]
 PUBLIC_FORMS = [

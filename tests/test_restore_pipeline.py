@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 import vqstack
-from vqstack.pipeline import from_pil, to_pil
-from vqstack.restoration import RestorePipeline, save_restorer
-from vqstack.restoration.pipeline import DEFAULT_FIDELITY, ramp, resize, tile_starts
-from vqstack.testing import build_example
+from vqstack import RestorePipeline
+from vqstack.pipelines.images import from_pil, resize, to_pil
+from vqstack.pipelines.restoration import DEFAULT_FIDELITY, ramp, tile_starts
+from vqstack.restorers.saving import save_restorer
+from vqstack.conformance import build_example
 
 SIZE = 16  # the example restorer's image side (its tokenizer downsamples by 2: an 8x8 code grid)
 

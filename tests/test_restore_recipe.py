@@ -12,7 +12,8 @@ import torch
 import vqstack
 from helpers.recipes import (ROOT, SHARED_DATA, load_recipe, reset_accelerate, tiny_tokenizer_config,
                              write_image_folder)
-from vqstack.restoration import load_restorer, parse_spec
+from vqstack.data.degradations import parse_spec
+from vqstack.restorers.saving import load_restorer
 from vqstack.training.runtime import UsageError
 
 recipe = load_recipe("restore_anime")

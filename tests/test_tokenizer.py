@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vqstack
-from vqstack.testing import example_kwargs
+from vqstack.conformance import example_kwargs
 
 TINY = {"ch": 16, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16}
 

@@ -5,18 +5,17 @@
     q = vqstack.build("quantizer", "vq", dim=64, codebook_size=1024)
     tok = vqstack.Tokenizer.from_config({"encoder": "conv", "quantizer": "fsq", "decoder": "conv"})
 """
-__version__ = "0.1.0"
 
 from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, PluginWarning, UnknownComponentError,
                    build,
                    component_spec, components, hookimpl, plugins_info, register_plugin, registry,
                    unregister_plugin)
 from .core.serialization import load_component, save_component
-from .pipeline import Pipeline
+from .pipelines import Pipeline, RestorePipeline
 from .quantizers.base import Quantizer, QuantizerOutput
-from .restoration.pipeline import RestorePipeline
 from .restorers.base import Restorer, RestorerOutput
 from .tokenizer import Tokenizer, TokenizerOutput
+from .version import __version__
 
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",

@@ -52,9 +52,9 @@ from .discriminators.patchgan import PatchDiscriminator
 from .evaluation.features import FeatureNetwork
 from .evaluation.weights import MissingWeightsError
 from .perceptual.lpips import FrozenPerceptualLoss
-from .pipeline import Pipeline
-from .restoration.pipeline import RestorePipeline
-from .priors.ar import evaluating
+from .pipelines.generation import Pipeline
+from .pipelines.restoration import RestorePipeline
+from .core.modes import evaluating
 from .priors.base import Prior, PriorOutput
 from .priors.conditions import ConditionVocab
 from .priors.sampling import (cfg_combine, check_sampling_options, filter_top_k, filter_top_p, mask_invalid,
@@ -64,7 +64,7 @@ from .quantizers.base import (Quantizer, QuantizerOutput, code_counts, is_metric
                               usage_metrics)
 from .quantizers.codebook import (CodebookQuantizer, all_reduce_sum_, broadcast_, code_stats,
                                   differentiable_all_reduce_sum, fp32, kmeans, nearest_codes)
-from .testing import (build_example, check_component, check_decoder, check_discriminator, check_encoder,
+from .conformance import (build_example, check_component, check_decoder, check_discriminator, check_encoder,
                       check_features, check_perceptual, check_prior, check_quantizer, check_restorer, example_kwargs)
 from .tokenizer import Tokenizer, TokenizerOutput
 

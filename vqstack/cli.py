@@ -38,7 +38,7 @@ def cmd_plugins(args) -> int:
 def check_plugins(info: list[dict], kind: str | None, as_json: bool) -> int:
     """Run the conformance checks on every registered component (of ``kind``): one line each as it goes, then a
     summary (or one JSON document); 1 when a component or a plugin failed."""
-    from .testing import check_registered
+    from .conformance import check_registered
 
     say = (lambda line: None) if as_json else (lambda line: print(line, flush=True))
     broken = [p for p in info if p["error"]]
@@ -75,7 +75,8 @@ def cmd_demo(args) -> int:
 
 def cmd_sample(args) -> int:
     """Sample images with a trained tokenizer and prior and save them as one grid."""
-    from .pipeline import Pipeline, make_grid_image
+    from .pipelines.generation import Pipeline
+    from .pipelines.images import make_grid_image
 
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
     images = pipe(args.n, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale, seed=args.seed,
@@ -89,7 +90,7 @@ def cmd_inpaint(args) -> int:
     """Repair the masked part of an image: re-sample its tokens with the prior, keep the original pixels elsewhere."""
     from PIL import Image
 
-    from .pipeline import Pipeline
+    from .pipelines.generation import Pipeline
 
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
     with Image.open(args.image) as image, Image.open(args.mask) as mask:
@@ -105,8 +106,8 @@ def cmd_outpaint(args) -> int:
     """Grow an image beyond its border: the prior draws the new tokens, the original pixels stay inside."""
     from PIL import Image
 
-    from .pipeline import Pipeline
-    from .repair import parse_extend
+    from .pipelines.generation import Pipeline
+    from .pipelines.outpainting import parse_extend
 
     extend = parse_extend(args.extend)
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
@@ -128,7 +129,7 @@ def cmd_eval(args) -> int:
 
 def cmd_degrade(args) -> int:
     """Degrade an image, or every image of a folder (same file names in --out), to make restoration test inputs."""
-    from .restoration.degrade import degrade_files, parse_spec
+    from .data.degradations import degrade_files, parse_spec
 
     degradation = parse_spec(args.spec)
     count = degrade_files(degradation, args.image, args.out, seed=args.seed)
@@ -139,7 +140,7 @@ def cmd_degrade(args) -> int:
 def cmd_restore(args) -> int:
     """Restore a degraded image, or every image of a folder (same file names in --out), with a tokenizer and the
     restorer trained for it."""
-    from .restoration.pipeline import run_restore
+    from .pipelines.restoration import run_restore
 
     count, seconds = run_restore(args.tokenizer, args.restorer, args.image, args.out, fidelity=args.fidelity,
                                  upscale=args.upscale, device=args.device, batch_size=args.batch_size)
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help=cmd_plugins.__doc__)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--check", action="store_true",
-                   help="run vqstack.testing's conformance checks on every registered component: one line each "
+                   help="run vqstack.conformance's checks on every registered component: one line each "
                         "(ok, FAILED: reason, skipped: what is missing here); exit 1 when any failed")
     p.add_argument("--kind", choices=list(KIND_HOOKS), default=None, help="with --check: only this kind")
     p.set_defaults(func=cmd_plugins)

@@ -1,15 +1,16 @@
 """The stage-1 tokenizer: encoder -> projection -> quantizer -> projection -> decoder."""
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from .core.modes import evaluating
 from .core.plugins import registry
 from .autoencoders.colour import ColourWhitening
 from .core.serialization import load_weights, read_config, save_weights, spec_of, write_config
+from .version import __version__
 
 PARTS = ("encoder", "quantizer", "decoder")
 
@@ -28,18 +29,6 @@ def _single_codebook(quantizer: nn.Module) -> bool:
     """Whether ``quantizer`` is known to take (B, h, w) indices: vqstack's own quantizers without
     ``num_quantizers``. A plugin's may be multi-codebook without saying so."""
     return type(quantizer).__module__.startswith("vqstack.")
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module):
-    """Run ``module`` in eval mode and restore each submodule's mode afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class Tokenizer(nn.Module):
@@ -93,7 +82,7 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [-1, 1] -> long tokens (B, H/f, W/f). Never updates the codebook."""
-        with _eval_mode(self):
+        with evaluating(self):
             return self.quantize(images).indices
 
     @torch.no_grad()
@@ -103,7 +92,7 @@ class Tokenizer(nn.Module):
         Tokens are (B, h, w), or (B, h, w, Q) for a quantizer with ``num_quantizers`` codebooks (ResidualVQ),
         each in 0..codebook_size-1; anything else is a ValueError that says what was expected."""
         self.check_tokens(tokens)
-        with _eval_mode(self):
+        with evaluating(self):
             return self.decode_codes(self.quantizer.indices_to_codes(tokens)).clamp(-1, 1)
 
     def token_shape(self) -> str:
@@ -166,9 +155,7 @@ class Tokenizer(nn.Module):
 
     def save_pretrained(self, directory) -> None:
         """Write ``config.json`` (registry names and arguments) and ``model.safetensors``."""
-        import vqstack
-
-        config = {**self.config, "vqstack_version": vqstack.__version__}
+        config = {**self.config, "vqstack_version": __version__}
         save_weights(self, write_config(directory, config))
 
     @classmethod

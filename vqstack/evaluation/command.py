@@ -140,7 +140,7 @@ def score_attribute(args, tokenizer, dataset, tags, resolution: int, accelerator
 
 
 def evaluate_prior(args, requests, accelerator):
-    from ..pipeline import Pipeline
+    from ..pipelines.generation import Pipeline
     from .generation import evaluate_samples
     from .suite import build_suite
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
+from ..core.modes import evaluating
 from .catalog import DEFAULT_METRICS, PRIOR
 from .reconstruction import pixels
 from .suite import MetricSuite, build_suite
@@ -85,7 +86,6 @@ def mean_prior_loss(prior, sequences: torch.Tensor, labels: list | None = None, 
     the masked-token cross-entropy (at the masks its forward draws) for a masked prior such as maskgit."""
     from torchmetrics import MeanMetric
 
-    from ..priors.ar import evaluating
 
     device = next(prior.parameters()).device
     mean = MeanMetric(nan_strategy="error", sync_on_compute=sync_on_compute).to(device)

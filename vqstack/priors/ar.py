@@ -10,13 +10,12 @@ predicts image tokens only, so condition tokens can never be sampled.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig, LlamaModel
 
+from ..core.modes import evaluating
 from .base import Prior, PriorOutput, check_positive_int
 from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, cache_keyword, check_sampling_options,
                        sample_tokens, training_cache)
@@ -126,14 +125,3 @@ class ARPrior(Prior):
     def extra_repr(self) -> str:
         return (f"vocab_size={self.vocab_size}, seq_len={self.seq_len}, conditions={self.conditions.mode}, "
                 f"prefix_len={self.prefix_len}")
-
-
-@contextmanager
-def evaluating(module: nn.Module):
-    """Eval mode for the duration (no attention dropout), then the previous mode back."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from ..core import build
-from ..restoration.degrade import parse_spec
-from ..restoration.objective import clean_targets, restoration_loss
+from ..data.degradations import parse_spec
+from .objective import clean_targets, restoration_loss
 from .base import blend_codes
 
 EVAL_METRICS = ("psnr", "ssim", "stlpips")

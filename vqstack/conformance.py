@@ -1,6 +1,6 @@
 """Conformance checks for components, exported so plugin authors run the same checks vqstack runs.
 
-    from vqstack.testing import check_component
+    from vqstack.conformance import check_component
     check_component("quantizer", "my-vq")        # builds it with example_kwargs() and checks the contract
 
 Each check raises ``AssertionError`` naming the broken rule. ``example_kwargs()`` is an optional classmethod on a

@@ -1,4 +1,5 @@
-"""Two stages in one object: a prior samples token grids, the tokenizer decodes them into images."""
+"""Two stages in one object: a prior samples token grids, the tokenizer decodes them into images; inpainting and
+outpainting re-sample part of an image's tokens (vqstack/pipelines/inpainting.py, outpainting.py)."""
 from __future__ import annotations
 
 import json
@@ -7,46 +8,19 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from .core.serialization import load_component, read_config, weights_sha256
-from .priors.sampling import generate_options
-from .tokenizer import Tokenizer
-
-WHITE = 128  # mask pixels at least this bright (8-bit grey) mark the region to repair
-MAX_FEATHER = 8  # input pixels: the farthest a repair blends into the kept picture
-
-
-def to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """Images (B, 3, H, W) in [-1, 1] -> PIL RGB images."""
-    pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-    return [Image.fromarray(array.numpy()) for array in pixels]
-
-
-def from_pil(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
-    """A PIL image -> (1, 3, h, w) in [-1, 1], resized to ``size`` (height, width)."""
-    from torchvision.transforms.functional import pil_to_tensor
-
-    from .data.images import to_rgb
-
-    return (pil_to_tensor(to_rgb(image).resize(size[::-1], Image.BICUBIC)).float() / 127.5 - 1)[None]
-
-
-def make_grid_image(images: list[Image.Image], columns: int | None = None, padding: int = 2) -> Image.Image:
-    """Paste equally sized images into one grid image."""
-    columns = columns or math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / columns)
-    w, h = images[0].size
-    grid = Image.new("RGB", (columns * (w + padding) + padding, rows * (h + padding) + padding), "white")
-    for i, image in enumerate(images):
-        grid.paste(image, (padding + (i % columns) * (w + padding), padding + (i // columns) * (h + padding)))
-    return grid
+from ..core.serialization import load_component, read_config, weights_sha256
+from ..priors.sampling import generate_options
+from ..tokenizer import Tokenizer
+from .images import composite, from_pil, input_pixels, resize, to_pil
+from .inpainting import (check_inpaint_inputs, feather, feather_reach, known_token_loglik, mask_region,
+                         region_cells)
 
 
 def recorded_tokenizer(prior_dir) -> dict:
     """What the prior's ``tokens_info.json`` records of the tokenizer it was trained on ({} when nothing)."""
-    from .data.tokens import INFO_NAME
+    from ..data.tokens import INFO_NAME
 
     path = Path(prior_dir) / INFO_NAME
     if not path.is_file():  # a prior saved by hand: nothing to compare
@@ -116,7 +90,7 @@ def check_stages(tokenizer, prior, grid=None, tokenizer_name: str = "the tokeniz
                  trained_with: str | None = None) -> tuple[int, int]:
     """The (h, w) grid the prior's tokens decode on, after refusing a pair that cannot work together: a
     multi-codebook tokenizer, another codebook size, or a sequence length that is no grid."""
-    from .data.tokens import check_single_codebook  # late: the data module loads the datasets library
+    from ..data.tokens import check_single_codebook  # late: the data module loads the datasets library
 
     check_single_codebook(tokenizer, tokenizer_name)
     codes = tokenizer.quantizer.codebook_size
@@ -133,87 +107,6 @@ def check_stages(tokenizer, prior, grid=None, tokenizer_name: str = "the tokeniz
     if len(grid) != 2 or grid[0] * grid[1] != prior.seq_len:
         raise ValueError(f"grid {tuple(grid)} holds {math.prod(grid)} tokens, {prior_name} makes {prior.seq_len}.")
     return tuple(grid)
-
-
-def check_inpaint_inputs(image: Image.Image, mask: Image.Image, candidates: int) -> None:
-    """Clear errors for the mistakes inpainting cannot guess around."""
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be an int >= 1, got {candidates!r}.")
-    if mask.size != image.size:
-        raise ValueError(f"The mask is {mask.size[0]}x{mask.size[1]} pixels but the image is "
-                         f"{image.size[0]}x{image.size[1]}: give a mask of the image's size.")
-
-
-def input_pixels(image: Image.Image) -> torch.Tensor:
-    """(1, 3, H, W) float 0..255 of ``image`` at its own size: whole numbers, so kept pixels survive exactly."""
-    from torchvision.transforms.functional import pil_to_tensor
-
-    from .data.images import to_rgb
-
-    return pil_to_tensor(to_rgb(image))[None].float()
-
-
-def mask_region(mask: Image.Image) -> torch.Tensor:
-    """(1, 1, H, W) bool: the white pixels of ``mask``, the region to repair."""
-    from torchvision.transforms.functional import pil_to_tensor
-
-    white = pil_to_tensor(mask.convert("L"))[None] >= WHITE
-    if not white.any():
-        raise ValueError("The mask has no white pixel: white marks the region to repair, black the part to keep.")
-    return white
-
-
-def region_cells(region: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """(1, 1, h, w) bool token cells holding any pixel of ``region``, found at the region's own resolution so a
-    thin stroke is not lost to resizing (cells of a size that does not divide overlap by a pixel)."""
-    return F.adaptive_max_pool2d(region.float(), grid) > 0
-
-
-def feather_reach(size: tuple[int, int], grid: tuple[int, int]) -> int:
-    """Feather width in input pixels: one token cell at the input's scale (the larger axis, rounded up), at least
-    1 and at most MAX_FEATHER, so pixels farther than that from the repaired region are the input's own."""
-    cell = max(size[0] / grid[0], size[1] / grid[1])
-    return max(1, min(MAX_FEATHER, math.ceil(cell)))
-
-
-def feather(region: torch.Tensor, reach: int) -> torch.Tensor:
-    """(1, 1, H, W) weight of the generated image: 1 on ``region`` (bool pixels), falling linearly to 0 at ``reach``
-    + 1 pixels (Chebyshev distance) outside it; 0 further away, where the original is kept exactly."""
-    grown = region.float()
-    alpha = grown.clone()
-    for _ in range(reach):  # each 3x3 dilation grows the region by one pixel; the sum counts how near a pixel is
-        grown = F.max_pool2d(grown, 3, stride=1, padding=1)
-        alpha += grown
-    return alpha / (reach + 1)
-
-
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 3, h, w) in [-1, 1] -> (B, 3, *size): bicubic, antialiased when shrinking; the same size is kept as is."""
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return F.interpolate(images.float(), size=tuple(size), mode="bicubic", align_corners=False, antialias=True)
-
-
-def composite(pixels: torch.Tensor, generated: torch.Tensor, alpha: torch.Tensor) -> Image.Image:
-    """Blend ``generated`` ([-1, 1], the size of ``pixels``) over the input ``pixels`` (0..255) by ``alpha``. lerp
-    returns its start exactly at weight 0 and its end at 1, so kept pixels are bit-identical to the input's."""
-    drawn = (generated.float().clamp(-1, 1) + 1) * 127.5
-    blended = torch.lerp(pixels, drawn, alpha.to(pixels)).round().clamp(0, 255).to(torch.uint8)
-    return Image.fromarray(blended[0].permute(1, 2, 0).cpu().numpy())
-
-
-@torch.inference_mode()
-def known_token_loglik(prior, tokens: torch.Tensor, known: torch.Tensor, labels=None) -> torch.Tensor:
-    """(N,) log-likelihood under ``prior`` of the known tokens after the first unknown one in each of ``tokens``
-    (N, seq_len): how well each fill agrees with the kept image that follows it in raster order."""
-    from .priors.ar import evaluating  # late: transformers loads only when a prior is used
-
-    unknown = known[0] < 0
-    scored = ~unknown & (torch.arange(len(unknown), device=unknown.device) > unknown.float().argmax())
-    with evaluating(prior):
-        logits = prior(tokens, labels=labels).logits.float()
-    loglik = logits.log_softmax(-1).gather(-1, tokens[..., None])[..., 0]
-    return loglik[:, scored].sum(1)
 
 
 class Pipeline:
@@ -307,13 +200,13 @@ class Pipeline:
                  top_p: float | None = None, steps: int | None = None) -> Image.Image:
         """Grow ``image`` by ``extend`` tokens per side (``{"left": 8, "right": 8}``) and return it at its own size
         plus the new border: a token adds one cell at the image's scale on its axis (image side / grid side,
-        rounded per side to the nearest pixel, halves up; vqstack/repair.py ``border_pixels``).
+        rounded per side to the nearest pixel, halves up; vqstack/pipelines/outpainting.py ``border_pixels``).
 
         The image maps onto the pipeline's image size for the tokens, the prior fills the new tokens window by
-        window (vqstack/repair.py), the grown grid is decoded in one piece and resized onto the grown picture, and
-        the input's own pixels fill the old border, blended with the fill only within one token cell (at most 8
-        pixels) of its edge."""
-        from .repair import SIDES, border_pixels, fill_canvas
+        window (vqstack/pipelines/outpainting.py), the grown grid is decoded in one piece and resized onto the
+        grown picture, and the input's own pixels fill the old border, blended with the fill only within one token
+        cell (at most 8 pixels) of its edge."""
+        from .outpainting import SIDES, border_pixels, fill_canvas
 
         unknown_sides = set(extend) - set(SIDES)
         extend = {side: int(extend.get(side, 0)) for side in SIDES}

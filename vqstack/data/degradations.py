@@ -282,7 +282,7 @@ class Degradation:
         import numpy as np
         from PIL import Image
 
-        from ..data.images import to_rgb
+        from .images import to_rgb
 
         pixels = torch.from_numpy(np.asarray(to_rgb(image), dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
         out = self(pixels, torch.Generator().manual_seed(seed))
@@ -322,7 +322,7 @@ def parse_spec(text: str, seed: int = 0) -> Degradation:
 def degrade_files(degradation: Degradation, image: Path, out: Path, seed: int = 0) -> int:
     """Degrade the image file ``image`` into ``out``, or every image of the folder ``image`` into the folder
     ``out`` under the same names; returns how many images were written."""
-    from .files import image_pairs, read_image, save_image
+    from ..pipelines.files import image_pairs, read_image, save_image
 
     pairs = image_pairs(image, out)
     folder = Path(image).is_dir()

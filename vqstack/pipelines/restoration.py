@@ -22,24 +22,15 @@ import torch
 from PIL import Image
 
 from ..core.serialization import read_config
-from ..pipeline import from_pil, to_pil
 from ..restorers.base import blend_codes
+from ..restorers.saving import load_restorer
 from ..tokenizer import Tokenizer
 from .files import image_pairs, read_image, save_image
-from .saving import load_restorer
+from .images import from_pil, resize, to_pil
 
 DEFAULT_FIDELITY = 0.5  # CodeFormer's usual w: half the learned clean codes, half the input's own
 
 
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(B, 3, H, W) in [-1, 1] -> (B, 3, *size): bicubic, antialiased when shrinking, overshoot clamped; an image
-    already of that size is returned as it is."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2.functional import resize as tv_resize
-
-    if tuple(images.shape[-2:]) == tuple(size):
-        return images
-    return tv_resize(images, list(size), interpolation=InterpolationMode.BICUBIC, antialias=True).clamp(-1, 1)
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -241,7 +232,7 @@ class RestorePipeline:
 
 def restore_files(pipe: RestorePipeline, pairs: list[tuple[Path, Path]], fidelity: float = DEFAULT_FIDELITY,
                   upscale: int | None = None, batch_size: int = 16) -> int:
-    """Restore each source file of ``pairs`` (from :func:`~vqstack.restoration.files.image_pairs`) into its
+    """Restore each source file of ``pairs`` (from :func:`~vqstack.pipelines.files.image_pairs`) into its
     target, ``batch_size`` files at a time; returns how many were written (.jpg at quality 95, see ``save_image``)."""
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
