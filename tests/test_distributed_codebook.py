@@ -1,4 +1,5 @@
 """Every process holds the same codebook after every step: 2 CPU processes on gloo, different data per rank."""
+import copy
 import os
 import socket
 import sys
@@ -54,7 +55,7 @@ def worker(rank: int, port: int) -> None:
                 assert_same_on_every_rank(getattr(ema, name), f"ema {name} after step {step}")
         assert restarted > 0, "the test must exercise dead-code restarts"
 
-        vq = VectorQuantizer(dim=8, codebook_size=32, kmeans_init=True, kmeans_iters=3, dead_code_threshold=1.0,
+        vq = VectorQuantizer(dim=8, codebook_size=32, kmeans_init=True, kmeans_iters=3, dead_code_threshold=2.0,
                              usage_decay=0.5)
         model = DistributedDataParallel(vq)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -116,3 +117,92 @@ def lfq_worker(rank: int, port: int) -> None:
 
 def test_lfq_codebook_entropy_is_that_of_the_whole_batch():
     mp.spawn(lfq_worker, args=(free_port(),), nprocs=WORLD, join=True)
+
+
+def nonfinite_worker(rank: int, port: int) -> None:
+    """One NaN on rank 1 only: both ranks skip that batch, and end as a run that never saw it."""
+    from vqstack.quantizers import EMAVectorQuantizer, VectorQuantizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    try:
+        maintained = {"dim": 8, "codebook_size": 32, "kmeans_init": True, "kmeans_iters": 3,
+                      "dead_code_threshold": 1.0}
+        for cls, decay in ((EMAVectorQuantizer, {"decay": 0.8}), (VectorQuantizer, {"usage_decay": 0.5})):
+            torch.manual_seed(rank)
+            q = cls(**maintained, **decay)
+            reference = copy.deepcopy(q)
+            bad = batch(rank, 99)
+            if rank == 1:
+                bad[0, 2, 1, 3] = float("nan")
+            restarted = 0.0
+            for step in range(STEPS):
+                if step == 2:
+                    out = q(bad)
+                    assert float(out.metrics["restarted_codes"]) == 0.0, "a bad batch restarts nothing"
+                torch.manual_seed(step)  # the same restart candidates for q and reference
+                restarted += q(batch(rank, step)).metrics["restarted_codes"]
+                torch.manual_seed(step)
+                reference(batch(rank, step))
+            assert restarted > 0, "the test must exercise dead-code restarts"
+            expected = reference.state_dict()
+            for name, value in q.state_dict().items():
+                what = f"{cls.__name__} {name}"
+                assert_same_on_every_rank(value, what)
+                assert torch.equal(value, expected[name]), f"{what}: the bad batch left a trace"
+                if value.is_floating_point():
+                    assert torch.isfinite(value).all(), f"{what} is not finite"
+    finally:
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def test_a_nan_on_one_rank_is_skipped_on_every_rank():
+    mp.spawn(nonfinite_worker, args=(free_port(),), nprocs=WORLD, join=True)
+
+
+def broadcast_worker(rank: int, port: int) -> None:
+    """Dead-code restarts broadcast K x d candidates only in a forward that follows one which left a dead code."""
+    from vqstack.quantizers import EMAVectorQuantizer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
+    broadcast = dist.broadcast
+    calls = []
+    dist.broadcast = lambda tensor, *args, **kwargs: calls.append(tensor.shape) or broadcast(tensor, *args, **kwargs)
+    try:
+        torch.manual_seed(rank)
+        q = EMAVectorQuantizer(dim=8, codebook_size=32, dead_code_threshold=0.3, decay=0.5)
+        with torch.no_grad():
+            q.codebook[16:] += 1000.0  # never nearest to anything: usage 1 -> 0.5 -> 0.25, dead after forward 2
+            q.embed_sum.copy_(q.codebook)
+        per_forward, restarted = [], []
+        for step in range(3):
+            calls.clear()
+            out = q(batch(rank, step))
+            per_forward.append(len(calls))
+            restarted.append(float(out.metrics["restarted_codes"]))
+        assert per_forward[0] >= 1, "the first forward syncs the state and checks for dead codes in full"
+        assert per_forward[1:] == [0, 1], per_forward
+        assert restarted == [0.0, 0.0, 16.0]
+        assert_same_on_every_rank(q.codebook, "codebook after the restart")
+
+        quiet = EMAVectorQuantizer(dim=8, codebook_size=32, dead_code_threshold=1e-3, decay=0.8)
+        per_forward = []
+        for step in range(STEPS):
+            calls.clear()
+            quiet(batch(rank, step))
+            per_forward.append(len(calls))
+        assert per_forward[1:] == [0] * (STEPS - 1), f"broadcasts while no code is dead: {per_forward}"
+    finally:
+        dist.broadcast = broadcast
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def test_restarts_broadcast_only_when_a_code_is_dead():
+    mp.spawn(broadcast_worker, args=(free_port(),), nprocs=WORLD, join=True)

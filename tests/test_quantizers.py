@@ -197,6 +197,19 @@ def test_dead_codes_are_restarted_on_batch_vectors(cls, decay):
             assert (x - code).norm(dim=1).min() < 1e-6, "a restarted code is a current-batch vector"
 
 
+@pytest.mark.parametrize("cls,decay", [(VectorQuantizer, "usage_decay"), (EMAVectorQuantizer, "decay")])
+def test_a_loaded_state_with_dead_codes_is_restarted_at_the_next_forward(cls, decay):
+    """A forward that leaves no dead code lets the next one skip the restart (and its broadcast); loading a state
+    in between voids that decision, or the loaded dead codes would wait one forward."""
+    q = cls(dim=4, codebook_size=16, dead_code_threshold=0.3, **{decay: 0.9})
+    q(torch.randn(2, 4, 4, 4))  # every usage stays >= 0.9: no code dead
+    state = {key: value.clone() for key, value in q.state_dict().items()}
+    state["cluster_size"][8:] = 0.0
+    q.load_state_dict(state)
+    assert q(torch.randn(2, 4, 4, 4)).metrics["restarted_codes"] == 8.0
+    assert q(torch.randn(2, 4, 4, 4)).metrics["restarted_codes"] == 0.0
+
+
 # --- FSQ and LFQ ------------------------------------------------------------------------------------------
 
 

@@ -7,6 +7,11 @@ Nothing builds a tokens x codes table: the search walks the tokens in row chunks
 A training forward never reads a device tensor back to the host (no ``.item()``, ``bool(t)``, ``nonzero``,
 ``bincount``, boolean-mask indexing): on a GPU each such read stalls the pipeline. Dead-code restarts work on
 fixed-size tensors with ``torch.where``, and whether the codebook is initialised is mirrored in a Python flag.
+The two decisions that choose whether to run a collective (retry k-means, restart dead codes) reach the host one
+forward late through :class:`HostFlag`, a non-blocking copy.
+
+A batch that is not finite (any NaN or inf in the search vectors, on any process) updates nothing: no k-means,
+no restart, no usage or EMA statistic. The gate is a 0-dim device tensor applied with ``torch.where``.
 """
 from __future__ import annotations
 
@@ -60,6 +65,61 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     if distributed():
         dist.broadcast(tensor, src)
     return tensor
+
+
+@torch.no_grad()
+def all_finite(x: torch.Tensor) -> torch.Tensor:
+    """Whether every element of ``x``, on every process, is finite: a 0-dim bool tensor on ``x``'s device (one
+    scalar all_reduce, no host read). Every process gets the same answer, so all of them skip a bad batch together
+    and their codebooks stay identical."""
+    bad = torch.isfinite(x).all().logical_not().float()
+    return all_reduce_sum_(bad) == 0
+
+
+class HostFlag:
+    """A device bool the host reads one training forward later, without waiting on the current step.
+
+    ``post`` queues a copy into host memory (pinned and non-blocking on CUDA) and records an event after it;
+    ``take``, in a later forward, waits for that event and returns the value, or None when nothing was posted since
+    the last ``take`` / ``clear``. By then the device has normally passed the event long ago (the training loop
+    syncs at every optimizer step); at worst ``take`` waits for the previous forward's kernels queued before the
+    post, never for the current step's. Processes that post the same device value at the same forward read the same
+    answer at the same forward, so it may decide whether to run a collective. On CPU the copy is immediate; other
+    accelerators make a plain (blocking) copy. A deepcopy or pickle of the owner starts with nothing posted."""
+
+    def __init__(self):
+        self.clear()
+
+    def clear(self) -> None:
+        self._host, self._event = None, None
+
+    def post(self, flag: torch.Tensor) -> None:
+        flag = flag.detach().reshape(())
+        if flag.is_cuda:
+            # into pinned memory, non-blocking: queued on the stream, not waited for (pageable memory would block)
+            self._host = torch.empty((), dtype=flag.dtype, pin_memory=True).copy_(flag, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record(torch.cuda.current_stream(flag.device))
+        else:
+            self._host, self._event = flag.to("cpu", copy=True), None  # a copy: ``flag`` may be a live buffer
+
+    def take(self) -> bool | None:
+        host, event = self._host, self._event
+        self.clear()
+        if host is None:
+            return None
+        if event is not None:
+            event.synchronize()
+        return torch.is_nonzero(host)  # host memory: this reads no device
+
+    def __deepcopy__(self, memo) -> "HostFlag":
+        return HostFlag()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.clear()
 
 
 def fp32(device: torch.device | str):
@@ -200,21 +260,31 @@ class CodebookQuantizer(Quantizer):
 
     Subclasses call :meth:`init_codebook_state`, implement :meth:`codes` (the (K, d) codes as looked up) and
     :meth:`write_codes` (overwrite the codebook rows a mask selects), and call :meth:`prepare_codebook` on the
-    fp32 search vectors before the search in training mode and :meth:`track_usage` after it.
+    fp32 search vectors before the search in training mode and :meth:`track_usage` after it. Statistics of their
+    own (EMA sums, ...) go through :meth:`keep_if_nonfinite`.
 
     ``cluster_size`` is the EMA of how many vectors (over all processes) each code received per training forward;
     it starts at 1. A code whose ``cluster_size`` falls below ``dead_code_threshold`` is restarted on a random
     current-batch vector (rank 0's, broadcast) and its ``cluster_size`` reset to the batch's mean count per
-    code (at least the threshold), a grace period before it can be declared dead again.
+    code (at least the threshold), a grace period before it can be declared dead again. Whether any code is dead
+    is posted at the end of each training forward and read by the next (:class:`HostFlag`): a forward after one
+    that left no dead code skips the restart and its K x d broadcast. ``cluster_size`` is the same on every
+    process, so every process takes the same decision.
 
     These updates count training forwards, i.e. micro-batches: with gradient accumulation over k micro-batches an
     optimizer step makes k of them (the subclasses' ``decay`` / ``usage_decay`` and ``dead_code_threshold`` say
     how to rescale).
 
+    A batch whose search vectors hold a NaN or inf on any process updates nothing (the flag is reduced over
+    processes, so all skip it): the codebook state after batches [a, bad, b] is that after [a, b]. The whole batch
+    is skipped, not just its bad rows, because a non-finite activation means that step's encoder output is broken;
+    the training loop's guard drops the same step's gradients, so the batch leaves no trace anywhere.
+
     ``initted`` (a buffer, so checkpoints carry it) says whether k-means has run. The forward reads its Python
     mirror ``_initted`` instead, so that check costs no device->host transfer; the mirror is set at construction,
-    after k-means, by ``load_state_dict``, and once after the first cross-process sync (which may change the
-    buffer), so every rank agrees whether to run the k-means collective.
+    by ``load_state_dict``, once after the first cross-process sync (which may change the buffer), so every rank
+    agrees whether to run the k-means collective, and in the forward after a k-means attempt, which reads whether
+    it succeeded (a non-finite batch leaves ``initted`` False: the next forward tries again).
     """
 
     def make_output(self, quantized: torch.Tensor, indices: torch.Tensor, loss: torch.Tensor,
@@ -242,15 +312,24 @@ class CodebookQuantizer(Quantizer):
         self.register_buffer("cluster_size", torch.ones(codebook_size))
         self._initted: bool | None = not kmeans_init  # host mirror of ``initted``; None: read the buffer once
         self._synced = False  # first training step in a process group broadcasts rank 0's codebook
+        self._finite: torch.Tensor | None = None  # this training forward's all_finite(x), set by prepare_codebook
+        self._kmeans_done = HostFlag()  # ``initted`` after the last k-means attempt
+        self._any_dead = HostFlag()  # whether a code was dead at the end of the last training forward
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Load as usual, then point the host mirror of ``initted`` at the loaded value (a load-time read, never a
         training-step one). A value that cannot be read here (e.g. on the meta device) is read at the next
-        training forward."""
+        training forward. What earlier forwards posted no longer describes the loaded state: it is dropped."""
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.forget_posted()
         loaded = state_dict.get(prefix + "initted")
         if isinstance(loaded, torch.Tensor):
             self._initted = None if loaded.is_meta else bool(loaded)
+
+    def forget_posted(self) -> None:
+        """Drop the decisions posted for the next forward (after anything rewrites the state behind them)."""
+        self._kmeans_done.clear()
+        self._any_dead.clear()
 
     def codes(self) -> torch.Tensor:
         raise NotImplementedError
@@ -266,38 +345,63 @@ class CodebookQuantizer(Quantizer):
         with torch.no_grad():
             for tensor in [*self.parameters(), *self.buffers()]:
                 broadcast_(tensor.data)
+        self.forget_posted()
+
+    def keep_if_nonfinite(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """``new``, or ``old`` where this training forward's batch is not finite on some process: the update rule
+        of every statistic. ``torch.where`` on the device flag, so nothing is read back (and ``new``'s NaNs never
+        leak through)."""
+        return new if self._finite is None else torch.where(self._finite, new, old)
 
     @torch.no_grad()
     def prepare_codebook(self, x: torch.Tensor) -> torch.Tensor:
-        """Before the search, in training: sync once, k-means init once, restart dead codes.
+        """Before the search, in training: sync once, k-means init until a finite batch comes, restart dead codes.
 
-        ``x`` are this process's fp32 search vectors (N, d). Returns the number of codes restarted, a 0-dim fp32
-        tensor (zero when restarts are off)."""
+        ``x`` are this process's fp32 search vectors (N, d); whether they are finite on every process decides
+        whether this forward updates anything. Returns the number of codes restarted, a 0-dim fp32 tensor (zero
+        when restarts are off)."""
         if distributed() and not self._synced:
             self.sync_state()
             self._initted = None  # the broadcast may have changed the buffer: read rank 0's flag below
         self._synced = True
         if self._initted is None:
             self._initted = bool(self.initted)  # once after a sync or an unreadable load, never per step
+        self._finite = all_finite(x)
         if not self._initted:
-            centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, cosine=self.cosine)
-            every_row = torch.ones(self.codebook_size, dtype=torch.bool, device=x.device)
-            self.write_codes(every_row, centroids, counts.clamp_min(1))
-            self.initted.fill_(True)
-            self._initted = True
+            self.init_with_kmeans(x)
         if self.dead_code_threshold <= 0:
             return torch.zeros((), dtype=torch.float32, device=x.device)
         return self.restart_dead_codes(x)
+
+    @torch.no_grad()
+    def init_with_kmeans(self, x: torch.Tensor) -> None:
+        """Initialise the codebook with k-means on ``x`` unless the previous attempt succeeded.
+
+        A non-finite batch writes nothing and leaves ``initted`` False; the host learns that one forward later
+        (:class:`HostFlag`), so the next forward tries again on its own batch; after a success it stops."""
+        if self._kmeans_done.take():
+            self._initted = True
+            return
+        centroids, counts = kmeans(x, self.codebook_size, self.kmeans_iters, cosine=self.cosine)
+        self.write_codes(self._finite.expand(self.codebook_size), centroids, counts.clamp_min(1))
+        self.initted.logical_or_(self._finite)
+        self._kmeans_done.post(self.initted)
+        self._any_dead.clear()  # the usage was just rewritten: this forward checks for dead codes in full
 
     @torch.no_grad()
     def restart_dead_codes(self, x: torch.Tensor) -> torch.Tensor:
         """Move every code whose usage EMA is below ``dead_code_threshold`` onto a random row of rank 0's ``x``;
         returns how many moved (0-dim fp32).
 
-        Fixed shapes throughout, so nothing is read back to the host: K candidate rows are drawn on every call,
-        the i-th dead code takes the i-th candidate (distinct rows while N allows), and ``torch.where`` writes
-        only the dead rows. Every rank holds the same ``cluster_size``, hence the same dead set."""
+        Skipped, with no collective, when the previous training forward posted that no code was dead. Otherwise
+        fixed shapes throughout, so nothing is read back to the host: K candidate rows are drawn, the i-th dead
+        code takes the i-th candidate (distinct rows while N allows), and ``torch.where`` writes only the dead rows
+        (none for a non-finite batch). Every rank holds the same ``cluster_size``, hence the same dead set."""
+        if self._any_dead.take() is False:
+            return torch.zeros((), dtype=torch.float32, device=x.device)
         dead = self.cluster_size < self.dead_code_threshold
+        if self._finite is not None:
+            dead = dead & self._finite
         total = all_reduce_sum_(torch.full((), float(x.shape[0]), dtype=torch.float32, device=x.device))
         grace = (total / self.codebook_size).clamp_min(self.dead_code_threshold)
         candidates = sample_rows_synced(x, self.codebook_size)
@@ -307,5 +411,9 @@ class CodebookQuantizer(Quantizer):
 
     @torch.no_grad()
     def track_usage(self, counts: torch.Tensor, decay: float) -> None:
-        """EMA of the per-forward counts (already summed over processes)."""
-        self.cluster_size.mul_(decay).add_(counts, alpha=1 - decay)
+        """EMA of the per-forward counts (already summed over processes), kept for a non-finite batch; then post
+        whether a code is dead now, for the next forward's restart."""
+        updated = self.cluster_size.mul(decay).add_(counts, alpha=1 - decay)
+        self.cluster_size.copy_(self.keep_if_nonfinite(updated, self.cluster_size))
+        if self.dead_code_threshold > 0:
+            self._any_dead.post((self.cluster_size < self.dead_code_threshold).any())

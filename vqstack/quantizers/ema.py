@@ -16,7 +16,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
     ``cluster_size ← decay·cluster_size + (1−decay)·n``, ``embed_sum ← decay·embed_sum + (1−decay)·s`` and
     ``code_k = embed_sum_k / smoothed cluster_size_k`` (Laplace smoothing with ``eps`` keeps unused codes finite).
     Counts and sums come from ``index_add_`` and are all-reduced, so every process holds the same
-    codebook. In eval mode nothing updates. loss = commitment_weight · ‖z − sg(e)‖² (the codebook has no loss).
+    codebook. Nothing updates in eval mode, nor for a batch with a NaN or inf on any process.
+    loss = commitment_weight · ‖z − sg(e)‖² (the codebook has no loss).
 
     Args:
         dim: channels of z (D), also the code dimension; 256 (taming's embed_dim) when built from a bare name.
@@ -26,7 +27,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
             memory in optimizer steps.
         eps: Laplace smoothing of cluster sizes.
         commitment_weight: β, the weight of the commitment term ‖z − sg(e)‖².
-        kmeans_init: initialise the codebook with k-means on the first training batch (all processes' data).
+        kmeans_init: initialise the codebook with k-means on the first finite training batch (all
+            processes' data).
         kmeans_iters: Lloyd iterations of that k-means.
         dead_code_threshold: restart codes whose cluster size EMA (vectors per training forward, i.e. per
             micro-batch, over all processes) falls below this with random current-batch vectors; 0 turns restarts
@@ -68,12 +70,14 @@ class EMAVectorQuantizer(CodebookQuantizer):
 
     @torch.no_grad()
     def update_codebook(self, x: torch.Tensor, indices: torch.Tensor) -> None:
+        """The EMA step; a batch that is not finite on some process leaves every buffer as it was."""
         counts, sums = code_stats(x, indices, self.codebook_size)
         self.track_usage(counts, self.decay)
-        self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        embed_sum = self.embed_sum.mul(self.decay).add_(sums, alpha=1 - self.decay)
+        self.embed_sum.copy_(self.keep_if_nonfinite(embed_sum, self.embed_sum))
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps) * total
-        torch.div(self.embed_sum, smoothed[:, None], out=self.codebook)
+        self.codebook.copy_(self.keep_if_nonfinite(self.embed_sum / smoothed[:, None], self.codebook))
 
     def forward(self, z: torch.Tensor) -> QuantizerOutput:
         self.check_input(z)

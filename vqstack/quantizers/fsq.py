@@ -62,7 +62,9 @@ class FSQ(Quantizer):
             bounded = self.bound(x.float())
             grid = bounded.detach().round()
             codes = (bounded + (grid - bounded).detach()) / half_width  # straight-through rounding; in [-1, 1]
-            indices = ((grid + half_width).long() * self._basis).sum(-1)
+            # a NaN input would cast to an out-of-range index (and crash the usage count): give it the centre
+            # code's index; its code stays NaN, so the output still shows it
+            indices = ((grid.nan_to_num(0.0) + half_width).long() * self._basis).sum(-1)
         quantized = to_maps(self.project_out(codes.to(x.dtype)), z.shape)
         loss = z.new_zeros((), dtype=torch.float32)
         return QuantizerOutput(quantized, indices.view(z.shape[0], *z.shape[2:]), loss,

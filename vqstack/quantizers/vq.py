@@ -26,7 +26,8 @@ class VectorQuantizer(CodebookQuantizer):
         commitment_weight: β, the weight of the commitment term ‖z − sg(e)‖².
         l2_normalize: l2-normalise inputs and codes and pick codes by cosine similarity (ViT-VQGAN, LlamaGen);
             the output is then the unit-norm code.
-        kmeans_init: initialise the codebook with k-means on the first training batch (all processes' data).
+        kmeans_init: initialise the codebook with k-means on the first finite training batch (all
+            processes' data).
         kmeans_iters: Lloyd iterations of that k-means.
         dead_code_threshold: restart codes whose usage EMA (vectors per training forward, i.e. per micro-batch,
             over all processes) falls below this with random current-batch vectors; 0 turns restarts off. 1-2
