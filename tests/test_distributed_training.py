@@ -34,3 +34,5 @@ def test_two_processes_stay_in_sync(tmp_path):
     assert report["rec_loss"]["max_diff"] > 0, "the ranks must have trained on different images"
     for name in ("codebook", "generator", "discriminator", "adaptive_weight"):
         assert report[name]["max_diff"] == 0, f"{name} differs across ranks: {report[name]}"
+    # --eval-every 2 of 4 steps: two evaluations, on the main process only (not one per process)
+    assert report["evaluations"]["per_process"] == [2, 0], report["evaluations"]

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+import vqstack
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers.recipes import load_recipe  # noqa: E402
 
@@ -15,7 +17,18 @@ def flat(tensors) -> torch.Tensor:
     return torch.cat([t.detach().float().reshape(-1) for t in tensors])
 
 
+class CountEvaluations:
+    """Counts the evaluations this process runs (the validation-end hook)."""
+
+    count = 0
+
+    @vqstack.hookimpl
+    def vqstack_on_validation_end(self, step, metrics):
+        CountEvaluations.count += 1
+
+
 def main(argv):
+    vqstack.register_plugin(CountEvaluations(), name="count-evaluations")
     recipe = load_recipe("vqgan_anime")
     result = recipe.train(recipe.build_parser().parse_args(argv))
     accelerator = result["accelerator"]
@@ -32,6 +45,8 @@ def main(argv):
     for name, local in parts.items():
         every = accelerator.gather(local.to(accelerator.device)[None]).cpu()  # (processes, n)
         report[name] = {"max_diff": (every - every[0]).abs().max().item(), "processes": every.shape[0]}
+    counts = accelerator.gather(torch.tensor([CountEvaluations.count], device=accelerator.device)).tolist()
+    report["evaluations"] = {"per_process": counts, "processes": len(counts)}
     if accelerator.is_main_process:
         output_dir = Path(argv[argv.index("--output-dir") + 1])
         (output_dir / "sync.json").write_text(json.dumps(report))
