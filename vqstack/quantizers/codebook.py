@@ -319,17 +319,21 @@ class CodebookQuantizer(Quantizer):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Load as usual, then point the host mirror of ``initted`` at the loaded value (a load-time read, never a
         training-step one). A value that cannot be read here (e.g. on the meta device) is read at the next
-        training forward. What earlier forwards posted no longer describes the loaded state: it is dropped."""
+        training forward. What earlier forwards posted no longer describes the loaded state: it is posted anew."""
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self.forget_posted()
+        self.repost()
         loaded = state_dict.get(prefix + "initted")
         if isinstance(loaded, torch.Tensor):
             self._initted = None if loaded.is_meta else bool(loaded)
 
-    def forget_posted(self) -> None:
-        """Drop the decisions posted for the next forward (after anything rewrites the state behind them)."""
+    def repost(self) -> None:
+        """After something rewrote the state (a load, the first cross-process sync): post anew what the next forward
+        reads, from the state as it is now. The forward that wrote that state posted the same, so a resumed run
+        takes the same restart decisions, and draws the same random numbers, as the run it continues."""
         self._kmeans_done.clear()
         self._any_dead.clear()
+        if self.dead_code_threshold > 0 and not self.cluster_size.is_meta:
+            self._any_dead.post((self.cluster_size < self.dead_code_threshold).any())
 
     def codes(self) -> torch.Tensor:
         raise NotImplementedError
@@ -345,7 +349,7 @@ class CodebookQuantizer(Quantizer):
         with torch.no_grad():
             for tensor in [*self.parameters(), *self.buffers()]:
                 broadcast_(tensor.data)
-        self.forget_posted()
+        self.repost()
 
     def keep_if_nonfinite(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
         """``new``, or ``old`` where this training forward's batch is not finite on some process: the update rule
