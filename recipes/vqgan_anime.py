@@ -27,6 +27,7 @@ metrics.jsonl (one JSON object per logged step and per evaluation), and logs/ fo
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import torch
 
@@ -168,6 +169,11 @@ def train(args) -> dict:
     raw_tokenizer = accelerator.unwrap_model(tokenizer)
     objective = VQGANObjective(weights, perceptual, discriminator,
                                accelerator.unwrap_model(discriminator) if use_gan else None, raw_tokenizer.colour)
+
+    def rescale_disc_start() -> None:  # a time budget has planned the run's length: the GAN starts at its share
+        objective.weights = replace(weights, disc_start=trainer.at(weights.disc_start))
+
+    trainer.on_plan.append(rescale_disc_start)
     if objective.lecam is not None:
         objective.lecam.to(trainer.device)
         trainer.register(objective.lecam)

@@ -20,7 +20,8 @@ class TrainState:
     ``step`` counts optimizer steps; ``batches_in_epoch`` counts micro-batches this process consumed in ``epoch``,
     so a resumed run skips exactly the data it has seen. ``skipped_steps`` (non-finite gradients) and
     ``skipped_images`` (unreadable images per reason, every process's) are the counters as of the checkpoint, so a
-    resumed run goes on counting; a checkpoint written before they existed loads them as zero."""
+    resumed run goes on counting; a checkpoint written before they existed loads them as zero. ``planned_steps``
+    is the length a ``--time-budget`` run planned (0 until it has), kept by a resumed run."""
 
     def __init__(self):
         self.step = 0
@@ -29,6 +30,7 @@ class TrainState:
         self.images_seen = 0
         self.skipped_steps = 0
         self.skipped_images = [0] * len(SKIP_REASONS)
+        self.planned_steps = 0  # a --time-budget run's planned length, once measured (0: not planned)
 
     def state_dict(self) -> dict:
         return {key: list(value) if isinstance(value, list) else value for key, value in vars(self).items()}

@@ -41,6 +41,7 @@ from ..data.images import SkipTally
 from .checkpoints import RunKey, TrainState, load_resume, save_checkpoint
 from .faults import GracefulStop, NonFiniteGuard
 from .reporting import FloatView, MetricsLog, to_float_dict
+from .budget import Costs, TimeBudget, fit_steps, parse_duration
 from .runtime import UsageError, cpu_processes
 from .schedules import cosine_schedule
 
@@ -49,7 +50,12 @@ def add_loop_arguments(p: argparse.ArgumentParser, *, output_dir: str, max_steps
                        eval_every: int, sample_every: int, num_workers: int) -> argparse.ArgumentParser:
     """The options every recipe takes for its loop; the defaults that differ between recipes are arguments."""
     p.add_argument("--output-dir", default=output_dir, help="where everything is written (default: %(default)s)")
-    p.add_argument("--max-steps", type=int, default=max_steps, help="optimizer steps (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=max_steps,
+                   help="optimizer steps; with --time-budget the most it may plan (default: %(default)s)")
+    p.add_argument("--time-budget", default=None,
+                   help="wall-clock budget (30m, 2h, 1h30m, 90s): the run times its first steps and plans as many "
+                        "as fit, the final evaluation and checkpoint included; --warmup-steps and the "
+                        "discriminator's start scale with the plan as fractions of --max-steps")
     p.add_argument("--warmup-steps", type=int, default=warmup_steps,
                    help="linear warm-up before cosine decay (default: %(default)s)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default: 1)")
@@ -86,6 +92,10 @@ class Trainer:
                              "pip install 'vqstack[tensorboard]'.")
         self.args, self.name = args, name
         self.output_dir = Path(args.output_dir)
+        try:  # the clock starts before anything is loaded: the budget is the whole command's
+            self.budget = TimeBudget(parse_duration(args.time_budget)) if args.time_budget else None
+        except ValueError as err:
+            raise UsageError(str(err)) from err
         self.accelerator = Accelerator(
             cpu=cpu_processes(),
             gradient_accumulation_steps=args.grad_accum,
@@ -108,6 +118,7 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.last_logs: dict = {}
         self.stopped_by: str | None = None
+        self.on_plan: list[Callable[[], None]] = []  # called once a time budget has fixed the run's length
 
     # --- set-up --------------------------------------------------------------------------------------------------
 
@@ -126,10 +137,21 @@ class Trainer:
         """Objects with ``state_dict``/``load_state_dict`` saved in every checkpoint (EMA weights, LeCam)."""
         self.accelerator.register_for_checkpointing(*objects)
 
+    @property
+    def total_steps(self) -> int:
+        """The run's length: ``--max-steps``, or what a ``--time-budget`` run planned once it has measured."""
+        return self.state.planned_steps or self.args.max_steps
+
+    def at(self, steps: int) -> int:
+        """A step count written for ``--max-steps`` steps, rescaled to the run's length (the same without a plan)."""
+        return round(steps * self.total_steps / self.args.max_steps) if self.state.planned_steps else steps
+
     def schedule(self, optimizer, start: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
-        """Warm-up (``--warmup-steps``) then cosine to ``--max-steps``, from optimizer step ``start`` on; stepped by
-        the loop once per optimizer step (accelerate's wrapper would step it once per process) and checkpointed."""
-        scheduler = cosine_schedule(optimizer, self.args.max_steps, self.args.warmup_steps, start)
+        """Warm-up (``--warmup-steps``) then cosine to the run's end, from optimizer step ``start`` on (both rescaled
+        when a time budget plans the length); stepped by the loop once per optimizer step (accelerate's wrapper
+        would step it once per process) and checkpointed."""
+        scheduler = cosine_schedule(optimizer, lambda: self.total_steps, lambda: self.at(self.args.warmup_steps),
+                                    lambda: self.at(start))
         self.register(scheduler)
         return scheduler
 
@@ -179,11 +201,16 @@ class Trainer:
         args, accelerator, state = self.args, self.accelerator, self.state
         models, schedulers, epoch_datasets = list(models), dict(schedulers), list(epoch_datasets)
         stop = GracefulStop(accelerator, check_every=args.log_every)  # SIGTERM/SIGINT: checkpoint, then exit 0
-        progress = tqdm(total=args.max_steps, initial=state.step, disable=not self.is_main_process, desc=self.name)
+        progress = tqdm(total=self.total_steps, initial=state.step, disable=not self.is_main_process, desc=self.name)
         meter = Throughput(batch_size * accelerator.num_processes * args.grad_accum)
         observers = hook().vqstack_on_step_end.get_hookimpls()
+        if self.state.planned_steps:  # resumed after a time budget's plan: everything that follows it follows again
+            for listener in self.on_plan:
+                listener()
         try:
-            while state.step < args.max_steps and not stop.stopped:
+            if self.budget is not None:
+                self.budget.resume_steps()
+            while state.step < self.total_steps and not stop.stopped:
                 dataloader.set_epoch(state.epoch)
                 for dataset in epoch_datasets:
                     dataset.set_epoch(state.epoch)
@@ -223,25 +250,72 @@ class Trainer:
             self.stopped_by = stop.signal_name
 
     def after_step(self, stop, progress, meter, schedulers, postfix, throughput, export, evaluate, sample) -> bool:
-        """Log, checkpoint, evaluate and sample after an optimizer step; True when the loop ends here."""
+        """Log, checkpoint, evaluate and sample after an optimizer step; True when the loop ends here. The step that
+        ends a time budget's calibration also checkpoints, evaluates and samples, timed, and plans the run."""
         args, step = self.args, self.state.step
-        last = step == args.max_steps
+        planning = self.budget is not None and not self.state.planned_steps and self.budget_step()
+        last = step == self.total_steps
         if step % args.log_every == 0 or last:
             record = self.log_record(schedulers, meter, throughput)
             progress.set_postfix({k: f"{record[k]:.4f}" for k in postfix if k in record})
         stopping = not last and stop.requested(step)
-        if step % args.checkpoint_every == 0 or last or stopping:
+        costs = Costs(step=self.budget.step_seconds()) if planning else None
+        if step % args.checkpoint_every == 0 or last or stopping or planning:
+            started = time.perf_counter()
             path = self.checkpoint(export)
+            if planning:
+                costs.checkpoint = time.perf_counter() - started
             if stopping:
                 self.accelerator.print(f"{stop.signal_name}: stopped after step {step}, saved {path.name}; "
                                        f"continue with --resume latest")
                 return True
+        started = time.perf_counter()
         if self.is_main_process:
-            if evaluate is not None and (step % args.eval_every == 0 or last):
+            if evaluate is not None and (step % args.eval_every == 0 or last or planning):
                 self.record_evaluation(step, evaluate(step))
-            if sample is not None and (step % args.sample_every == 0 or last):
+            if sample is not None and (step % args.sample_every == 0 or last or planning):
                 sample(step)
+        if planning:
+            costs.evaluation = time.perf_counter() - started
+            last = self.plan(costs, progress)
+        if self.budget is not None:
+            self.budget.resume_steps()  # the next step's time leaves out this one's saving and evaluating
         return last
+
+    def budget_step(self) -> bool:
+        """Time this optimizer step; True once enough are timed to plan the run."""
+        self.budget.step_done()
+        return self.budget.calibrated() or self.state.step == self.args.max_steps
+
+    def plan(self, costs: Costs, progress) -> bool:
+        """Fix the run's length from the measured costs (decided on the main process, the same on every one), tell
+        the ``on_plan`` listeners, and log it; True when the budget has no room for another step."""
+        from accelerate.utils import broadcast_object_list
+
+        args, step = self.args, self.state.step
+        planned = [fit_steps(self.budget.seconds, self.budget.elapsed(), step, costs, args.eval_every,
+                             args.checkpoint_every, args.max_steps)]
+        broadcast_object_list(planned)  # every process's own clock differs: the main one decides
+        self.state.planned_steps = planned[0]
+        for listener in self.on_plan:
+            listener()
+        progress.total = planned[0]
+        progress.refresh()
+        record = {"step": step, "planned_steps": planned[0], "step_seconds": costs.step,
+                  "eval_seconds": costs.evaluation, "checkpoint_seconds": costs.checkpoint}
+        self.metrics_log.write(record)
+        self.accelerator.print(f"time budget {self.budget.seconds:.0f} s: {costs.step:.3f} s per step, "
+                               f"{costs.evaluation:.1f} s per evaluation, {costs.checkpoint:.1f} s per checkpoint; "
+                               f"planned {planned[0]} steps")
+        if planned[0] > step:
+            return False
+        if step < args.max_steps:
+            warnings.warn(f"--time-budget {args.time_budget} leaves no time for more steps: one step takes "
+                          f"{costs.step:.3f} s, an evaluation and a checkpoint "
+                          f"{costs.evaluation + costs.checkpoint:.1f} s, and {self.budget.elapsed():.0f} s are "
+                          f"spent; the run ends at step {step}, saved.", RuntimeWarning, stacklevel=2)
+            self.checkpoint(None)  # again, now holding the plan, so a resume does not train on
+        return True
 
     def log_record(self, schedulers: Mapping, meter: Throughput, throughput: str) -> dict:
         """One metrics.jsonl line (and tracker entry): this step's logs averaged over the processes, learning
