@@ -13,25 +13,18 @@ import torch
 from safetensors.torch import load_file
 
 import vqstack
-from helpers.recipes import ROOT, load_recipe, reset_accelerate, write_image_folder
+from helpers.recipes import ROOT, TINY_VQGAN as TINY, reset_accelerate, run_tiny_vqgan, write_image_folder
 from vqstack.quantizers.vq import VectorQuantizer
 from vqstack.training.checkpoints import complete_checkpoints
 from vqstack.training.faults import TrainingDiverged
 from vqstack.training.runtime import run_recipe
-
-TINY = ["--preset", "tiny", "--num-workers", "0", "--batch-size", "4", "--log-every", "1", "--eval-every", "100",
-        "--sample-every", "100", "--checkpoint-every", "100", "--checkpoints-to-keep", "0"]
-
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), count=20)
 
 
-def run(images, output, *more):
-    reset_accelerate()
-    return load_recipe("vqgan_anime").main([*TINY, "--data", str(images), "--output-dir", str(output),
-                                            *map(str, more)])
+run = run_tiny_vqgan
 
 
 def logged_steps(output) -> list[dict]:

@@ -6,14 +6,10 @@ import pytest
 import torch
 
 import vqstack.training.loop as loop
-from helpers.recipes import load_recipe, reset_accelerate, write_image_folder
+from helpers.recipes import run_tiny_vqgan, write_image_folder
 from vqstack.training.budget import Costs, fit_steps, parse_duration
 from vqstack.training.runtime import UsageError
 from vqstack.training.schedules import cosine_schedule
-
-TINY = ["--preset", "tiny", "--num-workers", "0", "--batch-size", "4", "--log-every", "1", "--eval-every", "100",
-        "--sample-every", "100", "--checkpoint-every", "100"]
-
 
 @pytest.mark.parametrize("text,seconds", [("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("90s", 90), ("90", 90),
                                           ("1.5h", 5400), ("20min", 1200), (" 45 S ", 45)])
@@ -54,10 +50,7 @@ def images(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), count=20)
 
 
-def run(images, output, *more):
-    reset_accelerate()
-    return load_recipe("vqgan_anime").main([*TINY, "--data", str(images), "--output-dir", str(output),
-                                            *map(str, more)])
+run = run_tiny_vqgan
 
 
 def records(output) -> list[dict]:

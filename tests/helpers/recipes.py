@@ -41,6 +41,18 @@ def reset_accelerate() -> None:
     PartialState._reset_state()
 
 
+# the flagship recipe at its smallest: tiny preset, batch 4, every step logged, nothing periodic within a test's run
+TINY_VQGAN = ["--preset", "tiny", "--num-workers", "0", "--batch-size", "4", "--log-every", "1", "--eval-every",
+              "100", "--sample-every", "100", "--checkpoint-every", "100", "--checkpoints-to-keep", "0"]
+
+
+def run_tiny_vqgan(images, output, *more):
+    """recipes/vqgan_anime.py's ``main`` on ``images`` at TINY_VQGAN, writing to ``output``; ``more`` options last."""
+    reset_accelerate()
+    return load_recipe("vqgan_anime").main([*TINY_VQGAN, "--data", str(images), "--output-dir", str(output),
+                                            *map(str, more)])
+
+
 TINY_NET = {"ch": 16, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "resolution": 16}
 
 
