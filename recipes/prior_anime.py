@@ -28,21 +28,16 @@ samples/step-<N>.png (one row per condition) and metrics.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
 import vqstack
-from vqstack.core.files import publish_dir, staging_dir
-from vqstack.core.serialization import save_component
-from vqstack.data import load_image_dataset
-from vqstack.data.labels import relabel
-from vqstack.data.token_cache import CACHE_FIELDS, check_token_cache, token_cache_key
-from vqstack.data.tokens import INFO_NAME, encode_dataset, load_token_dataset
+from vqstack.data.token_cache import CACHE_FIELDS
 from vqstack.pipelines.images import make_grid_image, to_pil
 from vqstack.priors import build_prior
 from vqstack.training.loop import Trainer, add_loop_arguments
+from vqstack.training.priors import (class_sizes, condition_of, export_prior, prepare_tokens, split_validation,
+                                     validation_loss)
 from vqstack.training.runtime import UsageError, run_recipe, usage_errors
 
 PRESETS = {
@@ -90,14 +85,6 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                               sample_every=1000, num_workers=0)
 
 
-def condition_of(row: dict, attributes: list[str], class_column: str | None):
-    """A data row's condition as the prior takes it: a class id, a tag string, or None (null condition)."""
-    if class_column:
-        return int(row[class_column])
-    tags = [f"{row[a]} {a}" for a in attributes if row.get(a)]
-    return ",".join(tags) if tags else None
-
-
 def prior_kwargs(args, info: dict, tokens, preset: dict, attributes: list[str]) -> dict:
     """The prior's constructor arguments: sizes from the preset, vocabulary from the tokens and their labels."""
     kwargs = {"vocab_size": info["codebook_size"], "seq_len": info["grid"][0] * info["grid"][1],
@@ -112,19 +99,6 @@ def prior_kwargs(args, info: dict, tokens, preset: dict, attributes: list[str]) 
     return kwargs
 
 
-def class_sizes(class_names: str | None, classes) -> dict:
-    """``num_classes`` (and ``class_names``) of a class-conditional prior: as many as the names when they are given,
-    so shards holding some classes only still train a prior for all of them; else the largest class id seen + 1."""
-    seen = int(max(classes)) + 1
-    if not class_names:
-        return {"num_classes": seen}
-    names = [name.strip() for name in class_names.split(",")]
-    if seen > len(names):
-        raise UsageError(f"The data holds class id {seen - 1}, but --class-names names {len(names)} classes "
-                         f"({', '.join(names)}).")
-    return {"num_classes": len(names), "class_names": names}
-
-
 def default_sample_labels(args, kwargs: dict) -> list:
     if args.sample_labels:
         return [label or None for label in args.sample_labels.split(";")]
@@ -136,73 +110,6 @@ def default_sample_labels(args, kwargs: dict) -> list:
         first, *_ = kwargs["attributes"]
         return [f"{value} {first}" for value in kwargs["attributes"][first][:6]]
     return [None]
-
-
-def check_new_tags(images, relabelled, columns: list[str], metadata) -> None:
-    """Refuse --metadata tags that the data's own column never uses (a typo, or hair and eye columns swapped)."""
-    for column in columns:
-        if column not in images.column_names:
-            continue
-        known = {v for v in images[column] if v is not None}
-        unknown = sorted({v for v in relabelled[column] if v is not None} - known, key=str)
-        if known and unknown:
-            raise UsageError(f"{metadata}: {column} tags {unknown} are not among the data's {column} values "
-                             f"({', '.join(sorted(map(str, known)))}). Fix the file, or pass --new-tags to use a "
-                             f"new set of values.")
-
-
-def prepare_tokens(args, tokenizer, accelerator, resolution: int, label_columns: list[str]):
-    """The encoded data set ``(tokens, info)``: reused from ``<output-dir>/tokens`` when made from the same inputs,
-    encoded (once, sharded over the processes) otherwise."""
-    tokens_dir = Path(args.output_dir) / "tokens"
-    key = token_cache_key(args.tokenizer, args.data, resolution, label_columns, args.metadata)
-    if (tokens_dir / INFO_NAME).is_file() and not args.rebuild_tokens:
-        check_token_cache(tokens_dir, key)
-        return load_token_dataset(tokens_dir)
-    with accelerator.main_process_first():
-        images = load_image_dataset(args.data)
-        if args.metadata:
-            relabelled = relabel(images, args.metadata)
-            if not args.new_tags:
-                check_new_tags(images, relabelled, label_columns, args.metadata)
-            images = relabelled
-    missing = [c for c in label_columns if c not in images.column_names]
-    if missing:
-        raise UsageError(f"--data has no column {missing}; its columns: {', '.join(images.column_names)}.")
-    return encode_dataset(tokenizer, images, tokens_dir, resolution, accelerator, label_columns,
-                          info={"tokenizer_path": str(args.tokenizer), **key}, source=args.data)
-
-
-# --- validation ------------------------------------------------------------------------------------------------
-
-
-def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training rows, held-out rows): ``fraction`` of ``n`` held out, the same rows for the same seed."""
-    if not 0 <= fraction < 0.5:
-        raise UsageError(f"--val-fraction must be in [0, 0.5), got {fraction}.")
-    count = min(n - 1, max(1, round(n * fraction))) if fraction > 0 else 0
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[count:].sort().values, order[:count].sort().values
-
-
-def validation_loss(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
-    """Mean per-token loss of the held-out sequences on this (the main) process: the NLL (nats), computed as
-    ``vqstack eval`` computes ``nll``, for an autoregressive prior; the masked-token cross-entropy for a masked one
-    (maskgit)."""
-    from vqstack.evaluation.generation import mean_prior_loss
-
-    with accelerator.autocast():
-        return mean_prior_loss(prior, sequences, conditions, batch_size, sync_on_compute=False)
-
-
-def export_prior(prior, info: dict, output_dir: Path) -> None:
-    """prior/ with the token info beside the weights (Pipeline warns when given another tokenizer), replaced
-    only once complete."""
-    final = output_dir / "prior"
-    staging = staging_dir(final)
-    save_component(prior, staging)
-    (staging / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
-    publish_dir(staging, final)
 
 
 def train(args) -> dict:
@@ -219,7 +126,8 @@ def train(args) -> dict:
         resolution = args.resolution or tokenizer.config["encoder"]["kwargs"].get("resolution")
         if resolution is None:
             raise UsageError("The tokenizer's config names no training resolution: pass --resolution.")
-        tokens, info = prepare_tokens(args, tokenizer, accelerator, resolution, label_columns)
+        tokens, info = prepare_tokens(output_dir / "tokens", tokenizer, args.tokenizer, args.data, accelerator,
+                                      resolution, label_columns, args.metadata, args.new_tags, args.rebuild_tokens)
     tokenizer.to(trainer.device)
     conditions = [condition_of(row, attributes, args.class_column) for row in tokens.select_columns(label_columns)] \
         if label_columns else [None] * len(tokens)
