@@ -219,13 +219,48 @@ def quantizer_speed_reference(result: dict, record: dict) -> str:
 
 
 def train_speed(result: dict, record: dict) -> str:
-    rows = [[phase, result[f"images_per_sec_{key}"]] + [result[f"forwards_per_step_{key}"].get(net)
-                                                       for net in ("encoder", "decoder", "discriminator", "perceptual")]
+    runs = result.get("runs")
+    perceptual = (runs[0].get("perceptual") or "off") if runs else "ST-LPIPS VGG"  # results before runs: base's
+    rows = [[phase, result.get(f"images_per_sec_{key}")] + [(result.get(f"forwards_per_step_{key}") or {}).get(net)
+                                                           for net in ("encoder", "decoder", "discriminator",
+                                                                       "perceptual")]
             for phase, key in (("before `--disc-start`", "before_disc"), ("with the discriminator", "with_disc"))]
-    return "\n\n".join([
+    workers = f", {result['num_workers']} data loader workers" if "num_workers" in result else ""
+    return "\n\n".join(filter(None, [
         f"{result['preset']} preset, {result['resolution']}×{result['resolution']}, batch {result['batch_size']}, "
-        f"mixed precision {result['mixed_precision']}, on {result['device']}; data: {relative(result['data'])}.",
-        table(["phase", "images/s", "encoder", "decoder", "discriminator", "perceptual (ST-LPIPS VGG)"], rows)])
+        f"mixed precision {result['mixed_precision']}{workers}, on {result['device']}; data: "
+        f"{relative(result['data'])}.",
+        table(["phase", "images/s", "encoder", "decoder", "discriminator", f"perceptual ({perceptual})"], rows),
+        train_speed_options(result)]))
+
+
+def train_speed_options(result: dict) -> str:
+    """The presets × speed options table, when the run measured more than one (each against its preset's
+    baseline from the same run)."""
+    runs = result.get("runs") or []
+    if len(runs) < 2:
+        return ""
+    rows, failed = [], []
+    for run in runs:
+        if "error" in run:
+            failed.append(f"{run['preset']} `{run['variant']}`: {run['error']}")
+            continue
+        rows.append([run["preset"], f"`{run['variant']}`", run["images_per_sec_before_disc"],
+                     num(run.get("ratio_before_disc"), ".2f", "×"), run["images_per_sec_with_disc"],
+                     num(run.get("ratio_with_disc"), ".2f", "×"), pct(run.get("data_wait_share_with_disc")),
+                     num(run.get("first_step_seconds"), ".1f")])
+    load = (f" Load average {result['load_average_before']:.2f} before and {result['load_average_after']:.2f} after."
+            if result.get("load_average_before") is not None else "")
+    repeats = f", best of {result['repeats']} interleaved runs" if result.get("repeats", 1) > 1 else ""
+    threads = result.get("threads", "?")
+    return "\n\n".join(filter(None, [
+        f"Speed options: median step time over about {result['steps']} steps per half{repeats}, {threads} torch "
+        f"thread{'' if threads == 1 else 's'}; × is images/s over the same preset's `baseline` in this run; waiting "
+        f"for data is the share of the step time spent getting the next batch; the first step includes start-up (and "
+        f"compilation with `compile`).{load}",
+        table(["preset", "variant", "images/s before `--disc-start`", "×", "images/s with the discriminator", "×",
+               "waiting for data", "first step (s)"], rows, left=2),
+        failed and "Failed: " + "; ".join(failed) + "."]))
 
 
 CACHES = {"preallocated": "", "dynamic": ", DynamicCache", "static": ", StaticCache",
@@ -476,13 +511,18 @@ first 1,024 training images, stored in its config) and the pixel loss compares w
 `benchmarks/train_speed.py` runs `recipes/vqgan_anime.py` itself (by default the base preset, 64×64 anime faces,
 batch 8, 8 optimizer steps per half, the discriminator starting half-way), counts the forward calls of the encoder,
 decoder, discriminator and perceptual network per optimizer step with global module forward hooks, and times steps
-through the `vqstack_on_step_end` hook (median step time). On a GPU run_all runs it with `--mixed-precision bf16
---batch-size 32 --steps 20`; `--quick` runs the tiny preset at 32×32, batch 4, 2 steps per half.""",
-            train_speed, fixed("none: absolute throughput on this machine; forward counts are exact"),
+through the `vqstack_on_step_end` hook (median step time). With `--presets` and `--variants` it runs every preset
+with every speed option (`channels_last`, `bf16`, `compile`, `workers0`, ...) in one process and gives each as a
+ratio to its preset's `baseline`, with the share of each step spent waiting for the data loader. On a GPU run_all
+runs it with `--mixed-precision bf16 --batch-size 32 --steps 20`; `--quick` runs the tiny preset at 32×32, batch 4,
+2 steps per half.""",
+            train_speed, fixed("each preset's `baseline` variant in the same run for the × columns; absolute "
+                               "throughput on this machine otherwise; forward counts are exact"),
             [("train_speed", None)], why="""
 With the discriminator, it runs 3 times per step: once in the generator step (frozen), on real and fake images in
 its own step. The base preset (ch 128, `ch_mult` [1, 1, 2, 4], 2 ResNet blocks per level, attention at 8×8, f = 8)
-is a GPU model; on 2 CPU cores use `--preset tiny` (see docs/training.md)."""),
+is a GPU model; on CPU cores use `--preset small` (the same layout at 64 px on the tiny net's widths, AlexNet
+ST-LPIPS: about a twelfth of base's FLOPs per image) or `--preset tiny` at 32 px (see docs/training.md)."""),
 
     Section("Prior sampling speed", """
 `benchmarks/sampling_speed.py` samples with the `ar` prior at its default size (8 layers, width 512, 8 heads, vocab

@@ -5,6 +5,9 @@ The same script runs on a laptop CPU, one GPU, several GPUs or several machines:
     # CPU or one GPU (smoke run on the local faces, seconds)
     accelerate launch recipes/vqgan_anime.py --data ../shared/data/anime-faces --preset tiny --max-steps 6 \
         --output-dir runs/tiny
+    # 64 px on a CPU: the small preset, as many steps as an hour allows
+    accelerate launch recipes/vqgan_anime.py --data ../shared/data/anime-faces --preset small --time-budget 1h \
+        --output-dir runs/small64
     # the real thing: base preset, bf16 on a GPU
     accelerate launch recipes/vqgan_anime.py --data ../shared/data/anime-faces --preset base \
         --mixed-precision bf16 --output-dir runs/vqgan-anime
@@ -51,7 +54,8 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
                                                         "(default: %(default)s)")
     p.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model and training sizes (default: base)")
     p.add_argument("--config", default=None, help="JSON/YAML file overriding any part of the preset")
-    p.add_argument("--resolution", type=int, default=None, help="image size (default: the preset's, 32 tiny / 64 base)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="image size (default: the preset's, 32 tiny / 64 small and base)")
     p.add_argument("--batch-size", type=int, default=None, help="images per process per step (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate of both networks (default: the preset's)")
     p.add_argument("--quantizer", default=None, help="registered quantizer name; its kwargs come from --config")
@@ -61,6 +65,12 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--perceptual-weights", default=None,
                    help="local backbone weights for the 'lpips' perceptual loss (no download offline)")
     p.add_argument("--ema-decay", type=float, default=0.0, help="EMA of the tokenizer weights, 0 = off (default: 0)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="image batches in channels_last memory format, so every convolution runs NHWC kernels; "
+                        "weights, checkpoints and exports keep the standard layout (default: off)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the encoder, decoder, discriminator and perceptual network (the first steps "
+                        "and the first evaluation pay the compilation; default: off)")
     return add_loop_arguments(p, output_dir="runs/vqgan-anime", max_steps=20000, warmup_steps=0, eval_every=1000,
                               sample_every=500, num_workers=2)
 
@@ -91,6 +101,29 @@ def colour_statistics(train_set: ImageDataset) -> dict:
     rows = range(min(COLOUR_SAMPLE, len(train_set)))
     images = torch.stack([train_set[i]["pixel_values"] for i in rows])  # flips do not change colours
     return ColourWhitening.from_images(images).config
+
+
+def memory_format(args) -> torch.memory_format:
+    """The layout of image batches: channels_last makes convolutions pick NHWC kernels (an input in channels_last
+    is enough). The weights stay contiguous: safetensors refuses other layouts, and a resumed optimizer state would
+    come back contiguous while its parameters were not."""
+    return torch.channels_last if args.channels_last else torch.contiguous_format
+
+
+def compile_networks(*modules) -> None:
+    """torch.compile each module's forward, for fixed shapes. The module itself stays (class, state-dict keys,
+    registry spec, forward hooks), so checkpoints, exports and resume see the same modules. Each class's forward is
+    its own code object: nn.Module.compile would compile the one ``_call_impl`` they share, whose inputs change shape
+    from module to module, and turn every size dynamic. Call it after copying a module (the EMA weights): a deep copy
+    would keep the compiled forward, bound to the original's weights."""
+    import torch._functorch.config
+
+    # VQGAN's adaptive weight differentiates through the decoder with retain_graph=True (then the backward runs),
+    # which a compiled backward that donates its buffers refuses
+    torch._functorch.config.donated_buffer = False
+    for module in modules:
+        if module is not None:
+            module.forward = torch.compile(module.forward, dynamic=False)
 
 
 EVAL_METRICS = ("psnr", "ssim", "stlpips", "usage")  # vqstack eval's names; stlpips with its own VGG16
@@ -181,6 +214,9 @@ def train(args) -> dict:
     if args.ema_decay > 0:
         ema = weight_ema(raw_tokenizer, args.ema_decay)
         trainer.register(ema)
+    if args.compile:  # after the EMA copy; the quantizer stays eager (k-means, restarts, fp32 distances)
+        compile_networks(raw_tokenizer.encoder, raw_tokenizer.decoder, objective.raw_discriminator, perceptual)
+    layout = memory_format(args)
 
     # built before the resume: building draws random weights, and the RNG state loaded next must be the last word
     suite = eval_suite(raw_tokenizer, config["resolution"]).to(trainer.device)
@@ -192,7 +228,7 @@ def train(args) -> dict:
     def step(batch) -> tuple[bool, dict]:
         """One micro-batch: one encoder/decoder forward, the generator's backward and step, then the
         discriminator's (from disc_start on)."""
-        images = batch["pixel_values"]
+        images = batch["pixel_values"].contiguous(memory_format=layout)
         out = tokenizer(images)
         with accelerator.autocast():
             loss, logs = objective.generator_loss(images, out, trainer.state.step, raw_tokenizer.decoder.last_layer)

@@ -66,6 +66,8 @@ VQGAN_PATHS = {
     "vq-gan": [],  # the tiny preset: vq with k-means init and restarts, GAN from step 2, ST-LPIPS loss
     "grad-accum-2-gan": ["--grad-accum", "2"],
     "bf16-autocast": ["--mixed-precision", "bf16"],
+    "channels-last": ["--channels-last", "--mixed-precision", "bf16"],
+    "compile": ["--compile", "--ema-decay", "0.9"],  # the EMA copy stays eager; compiling takes minutes on a CPU
     "ema-weights": ["--ema-decay", "0.9"],
     "lecam": [{"loss": {"lecam": 0.1}}],
     "ema-quantizer": [{"quantizer": {"name": "ema", "kwargs": {"dim": 8, "codebook_size": 64}}}],
@@ -75,7 +77,11 @@ VQGAN_PATHS = {
 }
 
 
-@pytest.mark.parametrize("path", VQGAN_PATHS, ids=list(VQGAN_PATHS))
+SLOW_PATHS = {"compile"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(path, marks=pytest.mark.slow) if path in SLOW_PATHS else path
+                                  for path in VQGAN_PATHS], ids=list(VQGAN_PATHS))
 def test_vqgan_resume_is_bitwise(images, tmp_path, path):
     extra = []
     for option in VQGAN_PATHS[path]:

@@ -162,3 +162,81 @@ def test_a_data_source_that_is_no_data_set_is_one_line(tmp_path):
 
     with pytest.raises(UsageError, match="is neither a folder"):
         run("--data", tmp_path / "no-such-folder", "--max-steps", 1, "--output-dir", tmp_path / "run")
+
+
+def record_layouts(kinds=("discriminator", "perceptual")):
+    """A global forward hook noting, per registry kind, whether each input image batch of a training step (grad
+    enabled: evaluation runs without) was channels_last."""
+    seen = {kind: [] for kind in kinds}
+
+    def hook(module, inputs, output):
+        spec = vqstack.component_spec(module)
+        if spec and spec["kind"] in seen and torch.is_grad_enabled():
+            seen[spec["kind"]] += [x.is_contiguous(memory_format=torch.channels_last) for x in inputs
+                                   if isinstance(x, torch.Tensor) and x.dim() == 4]
+    return seen, torch.nn.modules.module.register_module_forward_hook(hook)
+
+
+@pytest.mark.parametrize("flag", [False, True], ids=["default", "channels-last"])
+def test_channels_last_reaches_every_network(images, tmp_path, flag):
+    """--channels-last hands the networks NHWC batches (convolutions follow the input's layout); by default the
+    real images arrive NCHW, as the data loader stacks them. Weights keep their layout either way."""
+    seen, handle = record_layouts()
+    try:
+        result = run("--data", images, "--max-steps", 1, "--disc-start", 0, "--output-dir", tmp_path,
+                     *(["--channels-last"] if flag else []))
+    finally:
+        handle.remove()
+    assert seen["discriminator"] and seen["perceptual"]
+    real_images = [seen["discriminator"][1], seen["perceptual"][1]]  # (fake, real) in both calls
+    assert real_images == [flag, flag]
+    if flag:
+        assert all(seen["discriminator"]) and all(seen["perceptual"])
+    assert all(p.is_contiguous() for p in result["tokenizer"].parameters())
+    vqstack.Tokenizer.from_pretrained(tmp_path / "tokenizer")  # the export loads
+
+
+def test_bf16_autocast_runs_the_networks_in_bf16_and_distances_in_fp32(images, tmp_path, monkeypatch):
+    """--mixed-precision bf16 on a CPU: the encoder and decoder compute in bfloat16, the quantizer's nearest-code
+    search in float32."""
+    from vqstack.quantizers import vq
+
+    dtypes = {"encoder": set(), "decoder": set(), "distances": set()}
+    nearest = vq.nearest_codes
+
+    def recorded_nearest(x, codes, *args, **kwargs):
+        dtypes["distances"] |= {x.dtype, codes.dtype}
+        return nearest(x, codes, *args, **kwargs)
+
+    monkeypatch.setattr(vq, "nearest_codes", recorded_nearest)
+    from vqstack.autoencoders import Decoder, Encoder
+
+    def hook(module, inputs, output):
+        for cls, name in ((Encoder, "encoder"), (Decoder, "decoder")):
+            if isinstance(module, cls) and module.training:
+                dtypes[name].add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        run("--data", images, "--max-steps", 1, "--mixed-precision", "bf16", "--eval-every", 100,
+            "--sample-every", 100, "--output-dir", tmp_path)
+    finally:
+        handle.remove()
+    assert dtypes == {"encoder": {torch.bfloat16}, "decoder": {torch.bfloat16}, "distances": {torch.float32}}
+
+
+def test_compile_keeps_the_modules_their_weights_and_specs(monkeypatch):
+    """--compile swaps each network's forward for a compiled one and nothing else: state-dict keys, registry specs
+    and the class stay, so checkpoints and exports are unchanged; a copy made before keeps the eager forward."""
+    import copy
+
+    import torch._functorch.config
+
+    monkeypatch.setattr(torch._functorch.config, "donated_buffer", True)  # restored after the test
+    module = vqstack.build("discriminator", "patchgan", ch=8, num_layers=2)
+    keys, spec = list(module.state_dict()), vqstack.component_spec(module)
+    ema_copy = copy.deepcopy(module)
+    recipe.compile_networks(module, None)
+    assert list(module.state_dict()) == keys and vqstack.component_spec(module) == spec
+    assert hasattr(module.forward, "_torchdynamo_orig_callable") and "forward" not in vars(ema_copy)
+    assert torch._functorch.config.donated_buffer is False  # the adaptive weight's retain_graph needs it off

@@ -12,6 +12,11 @@ from ..core.plugins import registry
 # channel's per-image mean, and with it part of the image's colour (benchmarks/colour_ablation.py).
 _TINY_NET = {"ch": 32, "ch_mult": [1, 2, 2], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": False,
              "norm_groups": 1}
+# The tiny net with a fourth level: f = 8, so a 64 px image still gives 8x8 tokens (64 for the prior), at about a
+# sixteenth of base's encoder/decoder FLOPs (5.7 vs 88 GFLOPs per 64 px image, forward and backward). The middle
+# attention (taming's) runs on 8x8 maps of 128 channels: about 1 % of the FLOPs.
+_SMALL_NET = {"ch": 32, "ch_mult": [1, 2, 2, 4], "num_res_blocks": 1, "attn_resolutions": [], "mid_attention": True,
+              "norm_groups": 1}
 _CIFAR_NET = {"ch": 128, "ch_mult": [1, 2, 2], "num_res_blocks": 2, "attn_resolutions": [], "mid_attention": False}
 _BASE_NET = {"ch": 128, "ch_mult": [1, 1, 2, 4], "num_res_blocks": 2, "attn_resolutions": [8],
              "mid_attention": True}
@@ -40,6 +45,30 @@ PRESETS = {
         "perceptual": {"name": "stlpips", "kwargs": {"net": "alex"}},
         "loss": {"disc_start": 2, "perceptual": 0.1, "adversarial": 0.1},
         "eval_size": 16,
+    },
+    # 64 px on a CPU: base's layout (f = 8, 1,024 codes, taming's loss weights) on the tiny net's widths, with
+    # AlexNet ST-LPIPS (1.7 GFLOPs per image where VGG16 costs 8.9, more than the whole tokenizer) and a narrower
+    # PatchGAN (0.27 GFLOPs per forward and backward where base's costs 1.0)
+    "small": {
+        "resolution": 64,
+        "batch_size": 32,  # 2,048 vectors per batch: k-means needs >= 1,024, and restarts see each code twice
+        "lr": 4e-4,  # tiny's: the same widths, trained at batch 32 in docs/training.md's runs
+        "tokenizer": {
+            "encoder": {"name": "conv", "kwargs": {**_SMALL_NET, "out_channels": 64}},
+            # dim 8 as in tiny: base's codebook_dim 8 projects 256 -> 8 -> 256 inside the quantizer, which composes
+            # with the tokenizer's 1x1 projections into the same linear maps; dim 8 drops the redundant pair.
+            # usage_decay 0.9: in its first steps the codebook falls to about a tenth of its codes while the encoder
+            # moves, and at 0.99 a code k-means gave 1-2 vectors is restarted only after 70-140 idle steps (a
+            # quarter of a 30-minute CPU run); at 0.9 after 7-14 (tests/test_presets.py)
+            "quantizer": {"name": "vq", "kwargs": {"dim": 8, "codebook_size": 1024, "l2_normalize": True,
+                                                   **_RESTARTS, "usage_decay": 0.9}},
+            "decoder": {"name": "conv", "kwargs": {**_SMALL_NET, "in_channels": 64}},
+            "colour": "whiten",
+        },
+        "discriminator": {"name": "patchgan", "kwargs": {"ch": 32, "num_layers": 3}},
+        "perceptual": {"name": "stlpips", "kwargs": {"net": "alex"}},
+        "loss": {"disc_start": 5000, "perceptual": 1.0, "adversarial": 0.1},
+        "eval_size": 256,
     },
     # the real default: a taming-style VQGAN at f=8 with LlamaGen's low-dimensional, l2-normalised codes
     "base": {
