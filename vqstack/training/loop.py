@@ -208,42 +208,44 @@ class Trainer:
             for listener in self.on_plan:
                 listener()
         try:
-            if self.budget is not None:
-                self.budget.resume_steps()
-            while state.step < self.total_steps and not stop.stopped:
-                dataloader.set_epoch(state.epoch)
-                for dataset in epoch_datasets:
-                    dataset.set_epoch(state.epoch)
-                for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
-                    if isinstance(batch, dict) and "skip_counts" in batch:
-                        self.tally.add(batch)
-                    state.batches_in_epoch += 1
-                    with accelerator.accumulate(*models):
-                        ok, logs = step(batch)
-                    if not accelerator.sync_gradients:
-                        continue
-                    self.guard.step_done(ok, state.step)  # too many bad steps in a row: stop, saving nothing
-                    if not ok:
-                        continue
-                    with warnings.catch_warnings():  # a delayed schedule steps before its optimizer first does
-                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+            with warnings.catch_warnings():
+                # set once for the run, not per step: a delayed schedule (the discriminator's) steps before its
+                # optimizer first does, which torch warns about although the order is right
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler")
+                if self.budget is not None:
+                    self.budget.resume_steps()
+                while state.step < self.total_steps and not stop.stopped:
+                    dataloader.set_epoch(state.epoch)
+                    for dataset in epoch_datasets:
+                        dataset.set_epoch(state.epoch)
+                    for batch in accelerator.skip_first_batches(dataloader, state.batches_in_epoch):
+                        if isinstance(batch, dict) and "skip_counts" in batch:
+                            self.tally.add(batch)
+                        state.batches_in_epoch += 1
+                        with accelerator.accumulate(*models):
+                            ok, logs = step(batch)
+                        if not accelerator.sync_gradients:
+                            continue
+                        self.guard.step_done(ok, state.step)  # too many bad steps in a row: stop, saving nothing
+                        if not ok:
+                            continue
                         for scheduler in schedulers.values():
                             scheduler.step()
-                    if after_update is not None:
-                        after_update()
-                    state.step += 1
-                    state.images_seen += meter.per_step
-                    meter.steps += 1
-                    self.last_logs = dict(logs)
-                    if observers:
-                        hook().vqstack_on_step_end(step=state.step, logs=FloatView(logs))  # read on demand: no sync
-                    progress.update(1)
-                    if self.after_step(stop, progress, meter, schedulers, postfix, throughput,
-                                       export, evaluate, sample):
-                        break
-                else:  # the epoch ran out
-                    state.epoch += 1
-                    state.batches_in_epoch = 0
+                        if after_update is not None:
+                            after_update()
+                        state.step += 1
+                        state.images_seen += meter.per_step
+                        meter.steps += 1
+                        self.last_logs = dict(logs)
+                        if observers:
+                            hook().vqstack_on_step_end(step=state.step, logs=FloatView(logs))  # read on demand: no sync
+                        progress.update(1)
+                        if self.after_step(stop, progress, meter, schedulers, postfix, throughput,
+                                           export, evaluate, sample):
+                            break
+                    else:  # the epoch ran out
+                        state.epoch += 1
+                        state.batches_in_epoch = 0
         finally:
             stop.close()
             progress.close()
