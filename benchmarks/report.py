@@ -384,6 +384,21 @@ def colour_ablation(result: dict, record: dict) -> str:
         "Per colour, classifier accuracy on held-out originals → on their reconstructions:", per_colour])
 
 
+def equal_time(result: dict, record: dict) -> str:
+    rows = result["results"]
+    body = [[f"`{r['entry']}`", r["steps"], r["images_per_sec"], r.get("psnr"), r.get("ssim"), r.get("stlpips"),
+             r.get("usage"), r.get("hair_kept"),
+             f"{r['hair_worst_colour']} {r['hair_worst_kept']}" if "hair_worst_colour" in r else "–",
+             ", ".join(k for k, v in r["goals"]["met"].items() if not v) or "all met" if "goals" in r else "anchor"]
+            for r in rows]
+    return "\n\n".join([
+        f"Every entry trained for `--time-budget {result['budget']}`, {result['jobs']} at a time with "
+        f"{result['threads_per_entry']} thread(s) each, batch {result['batch_size']}, seed {result['seed']}, on "
+        f"`{relative(result['data'])}`; metrics on its last {result['holdout']} faces, which no run trained on.",
+        table(["entry", "steps", "images/s", "PSNR (dB)", "SSIM", "ST-LPIPS", "usage", "hair kept",
+               "worst colour (kept)", "goals missed"], body)])
+
+
 def maskgit_sampling(result: dict, record: dict) -> str:
     comparison = result["maskgit_vs_ar"]
     if "skipped" in comparison:
@@ -506,6 +521,17 @@ first 1,024 training images, stored in its config) and the pixel loss compares w
             colour_ablation, fixed("the `baseline` variant; per colour, the same classifier on the real faces (the "
                                    "worst ratio is reconstructed / real)"),
             [("colour_ablation", None)]),
+
+    Section("Tokenizers at equal wall-clock, against taming-transformers", """
+`benchmarks/equal_time.py`: each entry trains `recipes/vqgan_anime.py` under the same `--time-budget` (the small
+preset, its variants, and taming-transformers' own Encoder/Decoder/VectorQuantizer2 with L1 + codebook loss as the
+anchor, from `pip install --no-deps taming-transformers-rom1504`), then all are measured on the same held-out faces:
+PSNR, SSIM, ST-LPIPS (VGG16), codebook usage, and the hair classifier's accuracy on reconstructions over its
+accuracy on the originals (overall, and for the worst colour). The goals against the anchor: PSNR +2.5 dB,
+ST-LPIPS at most 0.6×, usage at least 0.9, hair kept at least 0.9 overall and 0.8 for every colour. `--quick`: 20
+seconds per entry on generated images.""",
+            equal_time, fixed("the `taming` entry, trained in the same run under the same budget"),
+            [("equal_time", None)], why="docs/training.md discusses the runs and what each variant changes."),
 
     Section("Training throughput and forward passes per step", """
 `benchmarks/train_speed.py` runs `recipes/vqgan_anime.py` itself (by default the base preset, 64×64 anime faces,

@@ -73,6 +73,8 @@ def benchmarks(args) -> list[Benchmark]:
                   if quick else None),
         Benchmark("colour_ablation", "colour_ablation", ["benchmarks/colour_ablation.py"]
                   + (["--steps", "2", "--variants", "baseline"] if quick else []), "--json"),
+        Benchmark("equal_time", "equal_time", ["benchmarks/equal_time.py", "--entries", "small,small-f4,taming",
+                  "--jobs", "2"] + (["--quick"] if quick else []), "--json"),
         Benchmark("train_speed", "train_speed", ["benchmarks/train_speed.py", *train], "--json-out"),
         Benchmark("sampling_speed", "sampling_speed", ["benchmarks/sampling_speed.py", *device]
                   + (["--quick"] if quick else []), "--json-out"),

@@ -32,6 +32,12 @@ def taming_modules():
     return model, quantize
 
 
+def taming_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("taming") is not None
+
+
 class TamingEncoder(nn.Module):
     """taming's Encoder: images (B, 3, R, R) -> (B, z_channels, R/f, R/f)."""
 

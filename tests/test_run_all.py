@@ -52,6 +52,14 @@ RESULTS = {
         "results": [{"variant": "baseline", "change": {}, "seconds_per_step": 1.2, "psnr": 20.1, "usage": 0.8,
                      "colour-hist": 0.4, "attr:hair/real": 0.67, "attr:hair/recon": 0.51,
                      "attr:hair/worst-ratio": 0.02, "hair": {"green": "0.66->0.01"}}]},
+    "equal_time": {
+        "data": "../shared/data/anime-faces", "budget": "20m", "jobs": 2, "threads_per_entry": 1, "batch_size": 32,
+        "holdout": 512, "seed": 0,
+        "results": [{"entry": "small", "steps": 351, "images_per_sec": 12.1, "psnr": 20.5, "ssim": 0.6,
+                     "stlpips": 0.2, "usage": 0.95, "hair_kept": 0.93, "hair_worst_colour": "green",
+                     "hair_worst_kept": 0.71, "goals": {"met": {"psnr": True, "hair_worst_colour": False}}},
+                    {"entry": "taming", "steps": 254, "images_per_sec": 8.2, "psnr": 18.0, "ssim": 0.5,
+                     "stlpips": 0.4, "usage": 0.1}]},
     "hair_colour": {
         "colours": ["blue", "green"], "chance": 0.5, "tagged_faces": 6781,
         **{key: {"mean_over_colours": 0.44, "mean_over_faces": 0.44, "per_colour": {"blue": 0.27, "green": 0.33}}
@@ -117,6 +125,8 @@ def test_every_table_and_machine_line(page):
     assert "| 256 | 693 ms | 707 ms | 5092 ms | 5511 ms | 0.136 / 0.139 (≤ 0.6) | 349 / 221 MB vs 6526 MB |" in page
     assert "| `vqpytorch` | 1 | 1.00 |" in page and "| green | 66 % |" not in page
     assert "| green | 0.66 → 0.01 |" in page
+    assert "| `small` | 351 | 12.1 | 20.5 | 0.6 | 0.2 | 0.95 | 0.93 | green 0.71 | hair_worst_colour |" in page
+    assert "| `taming` | 254 | 8.2 | 18 | 0.5 | 0.4 | 0.1 | – | – | anchor |" in page
     line = ("Machine: Test CPU 9000, 2 logical cores, 2 torch threads, no GPU, load average 0.50 at the start; "
             "matmul float32 381 GFLOPS (2048² on cpu). python 3.11.7, torch 2.14.1, transformers 5.24.0, "
             "accelerate 1.15.0, torchmetrics 1.9.0, vqstack 0.1.0 (commit abc1234, with uncommitted changes). "
@@ -136,7 +146,7 @@ def test_missing_failed_and_quick(page):
     assert "**failed:** `python benchmarks/train_speed.py` (exit status 1) on 2026-11-28 10:00:00 UTC" in page
     assert "ValueError: boom" in page
     assert "**--quick smoke test: reduced sizes, not benchmark numbers**" in page
-    assert page.count("full run") == 9  # all but the quick and the failed results
+    assert page.count("full run") == 10  # all but the quick and the failed results
     assert "> **Smoke test.**" in page  # at the top, since one result is quick
 
 
