@@ -40,6 +40,7 @@ API_BY_KIND = {
               "check_sampling_options", "evaluating", "check_prior"],
     "features": ["FeatureNetwork", "MissingWeightsError", "check_features"],
     "restorer": ["Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes", "check_restorer"],
+    "condition": ["Condition", "build_condition", "check_same_condition", "check_condition"],
 }
 EVERY_PLUGIN_NEEDS = ["hookimpl", "Registry", "check_component", "build_example", "example_kwargs",
                       "register_plugin", "unregister_plugin", "Tokenizer", "save_component", "load_component"]

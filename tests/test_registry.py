@@ -11,6 +11,7 @@ BUILTINS = {
     "quantizer": {"vq", "ema", "fsq", "lfq", "residual"},
     "discriminator": {"patchgan", "stylegan"},
     "perceptual": {"lpips", "stlpips"},
+    "condition": {"lineart", "grayscale", "lowres"},
 }
 
 

@@ -10,6 +10,7 @@ from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, Plugin
                    build,
                    component_spec, components, hookimpl, plugins_info, register_plugin, registry,
                    unregister_plugin)
+from .conditions.base import Condition
 from .core.serialization import load_component, save_component
 from .pipelines import Pipeline, RestorePipeline
 from .quantizers.base import Quantizer, QuantizerOutput
@@ -20,6 +21,6 @@ from .version import __version__
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
     "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
-    "Pipeline", "RestorePipeline", "Restorer", "RestorerOutput", "Quantizer", "QuantizerOutput",
+    "Pipeline", "RestorePipeline", "Restorer", "RestorerOutput", "Condition", "Quantizer", "QuantizerOutput",
     "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "PluginWarning", "DISABLE_ENV",
 ]

@@ -33,11 +33,14 @@ What is here, by kind:
   constructor takes; ``check_prior`` builds it the same way
 - restorers: ``Restorer`` (the base: the tokenizer's sizes, ``grid``, ``check_images``), ``RestorerOutput``,
   ``blend_codes`` (the fidelity blend of predicted and own codes), ``tokenizer_sizes``
+- conditions: ``Condition`` (the base: ``channels``, ``convert(images, generator)``, seeded ``sample``,
+  ``to_config``), ``build_condition`` (from a name or ``to_config()``), ``check_same_condition`` (refuse a
+  condition other than a model's own)
 - both stages: ``Tokenizer``, ``TokenizerOutput``, ``Pipeline``, ``RestorePipeline``, ``save_component``,
   ``load_component``
 - conformance checks: ``check_component``, ``check_quantizer``, ``check_encoder``, ``check_decoder``,
   ``check_discriminator``, ``check_perceptual``, ``check_prior``, ``check_features``, ``check_restorer``,
-  ``build_example``,
+  ``check_condition``, ``build_example``,
   ``example_kwargs``
 """
 from __future__ import annotations
@@ -48,6 +51,7 @@ from .core import (DISABLE_ENV, DuplicateComponentError, PluginWarning, UnknownC
                    hookimpl, register_plugin, registry, unregister_plugin)
 from .core.serialization import load_component, save_component
 from .core.registry import Registry
+from .conditions.base import Condition, build_condition, check_same_condition
 from .discriminators.patchgan import PatchDiscriminator
 from .evaluation.features import FeatureNetwork
 from .evaluation.weights import MissingWeightsError
@@ -64,8 +68,9 @@ from .quantizers.base import (Quantizer, QuantizerOutput, code_counts, is_metric
                               usage_metrics)
 from .quantizers.codebook import (CodebookQuantizer, all_reduce_sum_, broadcast_, code_stats,
                                   differentiable_all_reduce_sum, fp32, kmeans, nearest_codes)
-from .conformance import (build_example, check_component, check_decoder, check_discriminator, check_encoder,
-                      check_features, check_perceptual, check_prior, check_quantizer, check_restorer, example_kwargs)
+from .conformance import (build_example, check_component, check_condition, check_decoder, check_discriminator,
+                          check_encoder, check_features, check_perceptual, check_prior, check_quantizer,
+                          check_restorer, example_kwargs)
 from .tokenizer import Tokenizer, TokenizerOutput
 
 __all__ = [
@@ -84,9 +89,11 @@ __all__ = [
     "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating",
     # restorers
     "Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes",
+    # conditions
+    "Condition", "build_condition", "check_same_condition",
     # both stages
     "Tokenizer", "TokenizerOutput", "Pipeline", "RestorePipeline", "save_component", "load_component",
     # conformance checks
     "check_component", "check_quantizer", "check_encoder", "check_decoder", "check_discriminator", "check_perceptual",
-    "check_prior", "check_features", "check_restorer", "build_example", "example_kwargs",
+    "check_prior", "check_features", "check_restorer", "check_condition", "build_example", "example_kwargs",
 ]

@@ -301,6 +301,44 @@ def check_restorer(restorer, batch: int = 2) -> None:
     check_round_trips(restorer, x.detach())
 
 
+def check_condition(condition, batch: int = 2, size: int = 16) -> None:
+    """A condition maps images (B, 3, H, W) in [-1, 1] to float (B, channels, H, W) in [-1, 1] of the same size
+    (square or not), gives the same output for the same generator seed and ``sample`` the same for the same (seed,
+    epoch, index), and its ``to_config()`` is JSON that rebuilds a condition giving the same output (its
+    state_dict loaded, for one with weights)."""
+    import json
+
+    from .conditions.base import Condition, build_condition
+
+    name = type(condition).__name__
+    assert isinstance(condition, Condition), f"{name} must subclass vqstack.Condition"
+    channels = condition.channels
+    assert isinstance(channels, int) and not isinstance(channels, bool) and channels > 0, (
+        f"{name}.channels must be a positive int, got {channels!r}")
+    x = torch.rand(batch, 3, size, size + 8) * 2 - 1
+    with torch.no_grad():
+        out = condition(x, torch.Generator().manual_seed(0))
+        again = condition(x, torch.Generator().manual_seed(0))
+    expected = (batch, channels, size, size + 8)
+    assert out.is_floating_point() and tuple(out.shape) == expected, (
+        f"{name}: must return float (B, channels, H, W) = {expected}, got {out.dtype} {tuple(out.shape)}")
+    assert torch.isfinite(out).all() and out.min() >= -1 and out.max() <= 1, f"{name}: output must lie in [-1, 1]"
+    torch.testing.assert_close(again, out, msg=f"{name}: the same generator seed must give the same condition")
+    with torch.no_grad():
+        one = condition.sample(x[0], index=3, epoch=1, seed=5)
+        one_again = condition.sample(x[0], index=3, epoch=1, seed=5)
+    assert tuple(one.shape) == expected[1:], f"{name}: sample(image (3, H, W)) must return (channels, H, W)"
+    torch.testing.assert_close(one_again, one, msg=f"{name}: sample() must be the same for the same (seed, epoch, "
+                                                   f"index)")
+    config = condition.to_config()
+    assert json.loads(json.dumps(config)) == config, f"{name}: to_config() must survive JSON unchanged: {config}"
+    twin = build_condition(config)
+    twin.load_state_dict(condition.state_dict())
+    with torch.no_grad():
+        rebuilt = twin(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rebuilt, out, msg=f"{name}: the condition rebuilt from to_config() differs")
+
+
 CHECKS = {
     "quantizer": check_quantizer,
     "encoder": check_encoder,
@@ -310,6 +348,7 @@ CHECKS = {
     "prior": check_prior,
     "features": check_features,
     "restorer": check_restorer,
+    "condition": check_condition,
 }
 
 

@@ -6,7 +6,8 @@ from .registry import (KIND_HOOKS, DuplicateComponentError, Registry, UnknownCom
 
 
 def components(kind: str) -> list[str]:
-    """Sorted names registered for ``kind`` (encoder, decoder, quantizer, discriminator, perceptual, prior)."""
+    """Sorted names registered for ``kind`` (encoder, decoder, quantizer, discriminator, perceptual, prior,
+    features, restorer, condition: ``KIND_HOOKS`` lists them)."""
     return registry(kind).names()
 
 

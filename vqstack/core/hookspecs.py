@@ -72,6 +72,18 @@ def vqstack_register_restorers(registry):
     tokenizer's weights in ``init_from_tokenizer(tokenizer)``."""
 
 
+@hookspec
+def vqstack_register_conditions(registry):
+    """Register conditions: modules mapping images (B, 3, H, W) in [-1, 1] to condition images (B, channels, H, W)
+    in [-1, 1] of the same size (line art, grayscale, a low-resolution copy), which an image-to-image prior reads
+    before the image tokens.
+
+    A condition subclasses :class:`vqstack.Condition`: it sets ``channels``, implements
+    ``convert(images, generator)`` drawing any random choice from ``generator`` (so ``sample(image, index, epoch)``
+    is reproducible in every data-loader worker), builds with defaults for all its arguments and keeps each under
+    its own name (``config`` / ``to_config()`` read them back, for a prior to record)."""
+
+
 # --- training: observe only ---------------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ BUILTIN_PLUGINS = (
     "vqstack.priors",
     "vqstack.evaluation.features",
     "vqstack.restorers",
+    "vqstack.conditions",
 )
 
 

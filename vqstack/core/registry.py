@@ -15,6 +15,7 @@ KIND_HOOKS = {
     "prior": "vqstack_register_priors",
     "features": "vqstack_register_features",
     "restorer": "vqstack_register_restorers",
+    "condition": "vqstack_register_conditions",
 }
 
 SPEC_ATTR = "_vqstack_spec"
