@@ -315,6 +315,33 @@ def test_prior_training_step_reads_nothing_back(name, conditions, device):
     assert all(p.grad is not None for p in prior.head.parameters())
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", PRIORS)
+def test_image_conditioned_prior_training_step_reads_nothing_back(name, device):
+    """The condition images' checks, embedding and dropout (image_dropout) add no host read to a training step."""
+    device = torch.device(device)
+
+    def make():
+        torch.manual_seed(0)
+        return build_example("prior", name, image_condition={"name": "grayscale", "kwargs": {}}, patch_size=2,
+                            image_dropout=0.5).to(device).train()
+
+    def steps(prior, count):
+        for _ in range(count):
+            with no_syncs_on(device):
+                out = prior(tokens, labels=[0, 2, None, 1], image=images)
+                out.loss.backward()
+        return out
+
+    prior = make()
+    tokens = torch.randint(0, prior.vocab_size, (4, prior.seq_len), device=device)
+    images = torch.rand(4, 1, *prior.condition_size, device=device) * 2 - 1
+    warm_up(make, lambda p: steps(p, 1), device)
+    out = steps(prior, 2)
+    assert math.isfinite(float(out.loss.detach()))
+    assert prior.image_embed.patchify.weight.grad is not None
+
+
 def test_prior_token_range_is_still_checked_without_a_host_read():
     """The sync-free range check still refuses a token outside the vocabulary, naming it, on the CPU."""
     prior = build_example("prior", "ar").train()

@@ -23,7 +23,9 @@ What is here, by kind:
 - priors: ``Prior`` (the base: sizes, conditions, CFG dropout, token checks), ``PriorOutput``, ``ConditionVocab``
   (class / attribute conditions, null tokens), the sampling helpers ``process_logits``, ``sample_from_logits``,
   ``cfg_combine``, ``mask_invalid``, ``filter_top_k``, ``filter_top_p``, ``check_sampling_options``, and
-  ``evaluating`` (eval mode for a block). What a prior must get right (``vqstack.priors.base`` says more):
+  ``evaluating`` (eval mode for a block); for an image condition ``ImageConditionEmbedding`` (the learned patch
+  embedding ``Prior.init_image_condition`` builds) and ``CFG_TARGETS`` (what guidance may drop: both, image,
+  labels). What a prior must get right (``vqstack.priors.base`` says more):
   the ``conditions.num_tokens`` condition ids follow the ``vocab_size`` image ids (1 unconditional,
   ``num_classes + 1``, or per attribute group its values + 1), so an input embedding has ``vocab_size +
   conditions.num_tokens`` rows; ``PriorOutput.logits[:, i]`` scores ``tokens[:, i]`` itself (a causal prior from
@@ -61,6 +63,7 @@ from .pipelines.restoration import RestorePipeline
 from .core.modes import evaluating
 from .priors.base import Prior, PriorOutput
 from .priors.conditions import ConditionVocab
+from .priors.image_condition import CFG_TARGETS, ImageConditionEmbedding
 from .priors.sampling import (cfg_combine, check_sampling_options, filter_top_k, filter_top_p, mask_invalid,
                               process_logits, sample_from_logits)
 from .restorers.base import Restorer, RestorerOutput, blend_codes, tokenizer_sizes
@@ -86,7 +89,7 @@ __all__ = [
     "FrozenPerceptualLoss", "FeatureNetwork", "MissingWeightsError",
     # priors
     "Prior", "PriorOutput", "ConditionVocab", "process_logits", "sample_from_logits", "cfg_combine", "mask_invalid",
-    "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating",
+    "filter_top_k", "filter_top_p", "check_sampling_options", "evaluating", "ImageConditionEmbedding", "CFG_TARGETS",
     # restorers
     "Restorer", "RestorerOutput", "blend_codes", "tokenizer_sizes",
     # conditions

@@ -180,7 +180,8 @@ def check_prior(prior, batch: int = 2) -> None:
     ``seq_len`` are ints; a training forward gives a finite scalar loss, (B, seq_len, vocab_size) logits and a
     gradient; ``generate`` gives long (n, seq_len) tokens in range, the same for the same seed, and keeps
     ``known=`` tokens when it takes them; both round trips. A prior built by name is also built as the prior recipe
-    builds it (:func:`check_recipe_builds`)."""
+    builds it (:func:`check_recipe_builds`), and when its constructor takes ``image_condition``, with an image
+    condition (:func:`check_image_condition_prior`)."""
     name = type(prior).__name__
     missing = missing_generate_arguments(prior)
     assert not missing, (f"{name}: generate() lacks {', '.join(missing)}; a prior's generate takes "
@@ -205,6 +206,107 @@ def check_prior(prior, batch: int = 2) -> None:
     spec = component_spec(prior)
     if spec is not None:
         check_recipe_builds(spec["name"], prior.vocab_size, prior.seq_len, batch)
+        if takes_image_condition(registry("prior").get(spec["name"])):
+            plain = prior if getattr(prior, "image_condition", None) is None else None
+            check_image_condition_prior(spec["name"], batch, unconditioned=plain)
+
+
+# The condition the image-condition checks build a prior for: one channel, no weights, no random draws.
+CHECK_CONDITION = {"name": "grayscale", "kwargs": {}}
+
+
+def takes_image_condition(factory) -> bool:
+    """Whether a prior declares image-condition support: its constructor takes ``image_condition``."""
+    from .priors.build import constructor_parameters
+
+    found = constructor_parameters(factory)
+    return found is not None and "image_condition" in found[0]
+
+
+def check_image_condition_prior(name: str, batch: int = 2, unconditioned=None) -> None:
+    """A prior that takes ``image_condition`` (Prior.init_image_condition) reads condition images: built for the
+    grayscale condition with ``patch_size=2`` on its example sizes, it records the condition, trains with
+    ``image=`` (one step makes its logits depend on the image), samples with ``image=`` deterministically, keeps
+    ``known=`` tokens, guides with each ``cfg_target`` it has conditions for, refuses a wrong image (and the prior
+    built without a condition, ``unconditioned``, refuses any) in one line, saves and loads with its condition, and
+    refuses another condition (``check_image_condition``)."""
+    from .priors.sampling import takes_argument
+
+    kwargs = example_kwargs("prior", name)
+    seq_len = kwargs.get("seq_len", 16)
+    side = int(round(seq_len ** 0.5))
+    grid = [side, side] if side * side == seq_len else [1, seq_len]
+    torch.manual_seed(0)
+    prior = build_example("prior", name, image_condition=CHECK_CONDITION, patch_size=2, grid=grid)
+    assert getattr(prior, "image_condition", None) == CHECK_CONDITION, (
+        f"{name}: image_condition must record the condition's config, got {getattr(prior, 'image_condition', None)}")
+    assert prior.condition_channels == 1 and tuple(prior.condition_size) == (2 * grid[0], 2 * grid[1]), (
+        f"{name}: condition_channels / condition_size do not follow the condition and grid")
+    for argument in ("image", "cfg_target"):
+        assert takes_argument(prior.generate, argument), f"{name}: generate() must take {argument}= with a condition"
+    tokens = torch.randint(0, prior.vocab_size, (batch, prior.seq_len))
+    images = torch.rand(batch, 1, *prior.condition_size) * 2 - 1
+    other = -images
+
+    prior.train()
+    optimizer = torch.optim.Adam(prior.parameters(), lr=1e-2)
+    out = prior(tokens, image=images)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss), f"{name}: loss with image= must be a finite scalar"
+    assert out.logits.shape == (batch, prior.seq_len, prior.vocab_size), f"{name}: logits with image= (B, L, V)"
+    out.loss.backward()
+    optimizer.step()
+    prior.eval()
+    with torch.no_grad():
+        one, two, null = (prior(tokens, image=x).logits for x in (images, other, None))
+    assert not torch.allclose(one, two), f"{name}: the condition image does not reach the logits"
+    assert not torch.allclose(one, null), f"{name}: image=None (the null condition) must differ from an image"
+
+    def generate(**options):
+        with torch.no_grad():
+            return prior.generate(batch, image=images, generator=torch.Generator().manual_seed(0), **options)
+
+    first = generate()
+    assert first.shape == (batch, prior.seq_len) and first.min() >= 0 and first.max() < prior.vocab_size, (
+        f"{name}: generate(image=...) -> long (n, seq_len) tokens in range")
+    assert torch.equal(first, generate()), f"{name}: generate(image=...) must be the same for the same seed"
+    if takes_argument(prior.generate, "known"):
+        known = torch.full((batch, prior.seq_len), -1, dtype=torch.long)
+        known[:, 1::2] = torch.randint(0, prior.vocab_size, (batch, prior.seq_len // 2))
+        kept = known >= 0
+        assert torch.equal(generate(known=known).cpu()[kept], known[kept]), (
+            f"{name}: generate(image=..., known=...) must keep the known tokens")
+    targets = ["both", "image"] + (["labels"] if prior.conditions.is_conditional else [])
+    for target in targets:
+        guided = generate(cfg_scale=3.0, cfg_target=target)
+        assert guided.shape == first.shape and guided.min() >= 0 and guided.max() < prior.vocab_size, (
+            f"{name}: guided generate(cfg_target={target!r}) -> tokens in range")
+    refusals = [(lambda: prior(tokens, image=torch.rand(batch, 3, *prior.condition_size)), "3 channels"),
+                (lambda: prior(tokens, image=torch.rand(batch, 1, 4, 4)), "another size"),
+                (lambda: generate(cfg_scale=2.0, cfg_target="colour"), "cfg_target='colour'")]
+    if unconditioned is not None:
+        refusals.append((lambda: unconditioned(tokens, image=images), "image= to a prior without a condition"))
+    for call, what in refusals:
+        try:
+            call()
+        except ValueError as err:
+            assert "\n" not in str(err), f"{name}: the error for {what} must be one line: {err}"
+        else:
+            raise AssertionError(f"{name}: {what} must raise a one-line ValueError")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save_component(prior, tmp)
+        loaded = load_component(tmp, kind="prior").eval()
+    assert loaded.image_condition == prior.image_condition, f"{name}: the condition must survive save/load"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens, image=images).logits, one,
+                                   msg=f"{name}: save/load changes the logits with image=")
+    loaded.check_image_condition("grayscale")
+    try:
+        loaded.check_image_condition("lineart")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{name}: check_image_condition must refuse a condition it was not trained for")
 
 
 def check_known_tokens_kept(prior, batch: int = 2) -> None:

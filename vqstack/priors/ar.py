@@ -7,6 +7,15 @@
 The input is [condition prefix; image tokens[:-1]] and position P-1+i predicts image token i. The condition prefix
 (see conditions.py) is one start token (unconditional), one class token, or one token per attribute group. The head
 predicts image tokens only, so condition tokens can never be sampled.
+
+With an image condition (image-to-image translation, as taming-transformers' cond stage) the input is [label prefix;
+h*w condition embeddings; image tokens[:-1]], fed as ``inputs_embeds``, and position P+h*w-1+i predicts image token
+i: every image token sees the whole condition image, also the part after it in raster order.
+
+    prior = vqstack.build("prior", "ar", vocab_size=1024, seq_len=256, attributes={...},
+                          image_condition=lineart.to_config(), patch_size=16)
+    loss = prior(tokens, labels=tags, image=lineart(images)).loss
+    tokens = prior.generate(4, labels="blue hair", image=sketch, cfg_scale=3.0, cfg_target="image")
 """
 from __future__ import annotations
 
@@ -46,6 +55,10 @@ class ARPrior(Prior):
         dropout: float = 0.0,                 # attention dropout while training
         rope_theta: float = 10000.0,          # RoPE base
         init_std: float = 0.02,               # std of the normal weight init (the head starts at zero, as LlamaGen)
+        image_condition: dict | None = None,  # a condition's to_config(): condition images read before the tokens
+        image_dropout: float = 0.1,           # training: probability a sample's condition image becomes null (CFG)
+        patch_size: int | None = None,        # condition pixels per token cell and side (the tokenizer's f)
+        grid: list[int] | None = None,        # [h, w] token grid of the condition (default square: h = w)
     ):
         super().__init__()
         for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
@@ -53,11 +66,14 @@ class ARPrior(Prior):
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
         self.init_conditions(vocab_size, seq_len, num_classes, class_names, attributes, cond_dropout, group_dropout)
+        # the image condition, read as a prefix of h*w positions (none: no parameters, no random draws, as before)
+        self.init_image_condition(image_condition, dim, image_dropout, patch_size, grid, init_std)
+        self.image_condition_len = seq_len if self.image_condition is not None else 0
 
         self.config = LlamaConfig(
             vocab_size=vocab_size + self.conditions.num_tokens,  # input vocabulary: image tokens + condition tokens
             hidden_size=dim, intermediate_size=mlp_dim or llamagen_mlp_dim(dim), num_hidden_layers=depth,
-            num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=self.prefix_len + seq_len,
+            num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=self.context_len + seq_len,
             rope_theta=rope_theta, rms_norm_eps=1e-5, attention_dropout=dropout, initializer_range=init_std,
             tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
             attn_implementation=ATTENTION,  # PyTorch's SDPA (plain matmuls for batched one-token steps on CPU)
@@ -71,18 +87,29 @@ class ARPrior(Prior):
         """Tiny sizes for tests and conformance checks."""
         return {"vocab_size": 32, "seq_len": 16, "num_classes": 3, "dim": 32, "depth": 2, "heads": 2}
 
-    def forward(self, tokens: torch.Tensor, labels=None) -> PriorOutput:
-        """Next-token cross-entropy of image ``tokens`` (B, seq_len) given ``labels`` (None = null condition)."""
+    def forward(self, tokens: torch.Tensor, labels=None, image: torch.Tensor | None = None) -> PriorOutput:
+        """Next-token cross-entropy of image ``tokens`` (B, seq_len) given ``labels`` (None = null condition) and,
+        for a prior with an image condition, condition images ``image`` (1 or B, C, H, W) (None = null image)."""
         tokens = self.check_tokens(tokens)
         self.check_range(tokens)
         prefix = self.condition_tokens(labels, tokens.shape[0])
         if self.training and self.conditions.is_conditional:
             prefix = self.drop_conditions(prefix)
-        ids = torch.cat([prefix, tokens[:, :-1]], 1)
+        if self.image_condition is None:
+            if image is not None:
+                self.check_condition_image(image, tokens.shape[0])  # refuses it in one line
+            inputs = {"input_ids": torch.cat([prefix, tokens[:, :-1]], 1)}
+        else:
+            condition = self.image_condition_embeddings(image, tokens.shape[0])
+            if self.training:
+                condition = self.drop_image_condition(condition)
+            embed = self.backbone.embed_tokens
+            inputs = {"inputs_embeds": torch.cat([embed(prefix), condition.to(embed.weight.dtype),
+                                                  embed(tokens[:, :-1])], 1)}
         # an empty pass-through cache: no host-side packed-sequence probe (a sync per step), same causal attention
-        hidden = self.backbone(input_ids=ids, use_cache=False,
+        hidden = self.backbone(**inputs, use_cache=False,
                                **{cache_keyword(self.backbone): training_cache()}).last_hidden_state
-        logits = self.head(hidden[:, self.prefix_len - 1:])
+        logits = self.head(hidden[:, self.context_len - 1:])
         loss = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
         return PriorOutput(loss=loss, logits=logits)
 
@@ -90,7 +117,7 @@ class ARPrior(Prior):
     def generate(self, n: int, labels=None, cfg_scale: float = 1.0, temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
                  known: torch.Tensor | None = None, use_cache: bool = True, cache: str = "preallocated",
-                 ) -> torch.Tensor:
+                 image: torch.Tensor | None = None, cfg_target: str = "both") -> torch.Tensor:
         """Sample ``n`` token sequences -> long (n, seq_len) in [0, vocab_size).
 
         labels       one label for all n, or one per sample (ids, class names, "blue hair,red eyes" tags; None = null)
@@ -101,27 +128,34 @@ class ARPrior(Prior):
         known        (n, seq_len) or (n, h, w) tokens to keep, -1 where to sample (inpainting, raster order)
         use_cache    False re-runs the whole prefix every step (slow; a reference for tests and benchmarks)
         cache        KV cache kind: "preallocated" (fastest here), "dynamic" or "static" (transformers' classes)
+        image        condition images (1 or n, C, H, W), as the prior's condition made them (None = the null image:
+                     unconditional in the image); only for a prior built with image_condition
+        cfg_target   what the unconditional half of guidance drops: "both" (labels and image), "image" (keeps the
+                     labels) or "labels" (keeps the image)
         """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}.")
         check_sampling_options(temperature, top_k, top_p, cfg_scale)
         if cache not in CACHE_KINDS:
             raise ValueError(f"Unknown cache kind {cache!r}; choose from {CACHE_KINDS}.")
-        guided = cfg_scale != 1
-        if guided and not self.conditions.is_conditional:
-            raise ValueError(f"cfg_scale={cfg_scale} needs a conditional prior (num_classes > 0 or attributes); this "
-                             f"one is unconditional. Use cfg_scale=1.")
+        guided = self.check_guidance(cfg_scale, cfg_target)
+        if image is not None and self.image_condition is None:
+            self.check_condition_image(image, n)  # refuses it in one line
         prefix = self.condition_tokens(labels, n)
-        if guided:  # one batch: [conditional; unconditional]
-            prefix = torch.cat([prefix, self.null_prefix.expand(n, -1)])
         if known is not None:
             known = self.check_known(known, n)
-        stepper = (KVCacheStepper if use_cache else RecomputeStepper)(
-            self.backbone, self.head, self.prefix_len + self.seq_len, cache=cache)
         with evaluating(self):
+            condition = None if self.image_condition is None else self.image_condition_embeddings(image, n)
+            if guided:  # one batch: [conditional; unconditional]
+                prefix, condition = self.guidance_rows(prefix, condition, cfg_target)
+            if condition is not None:
+                condition = condition.to(self.backbone.embed_tokens.weight.dtype)
+            stepper = (KVCacheStepper if use_cache else RecomputeStepper)(
+                self.backbone, self.head, self.context_len + self.seq_len, cache=cache)
             return sample_tokens(stepper, prefix, self.seq_len, self.vocab_size, cfg_scale if guided else None,
-                                 temperature, top_k, top_p, generator, known)
+                                 temperature, top_k, top_p, generator, known, condition=condition)
 
     def extra_repr(self) -> str:
+        image = f", image_condition={self.image_condition['name']}" if self.image_condition is not None else ""
         return (f"vocab_size={self.vocab_size}, seq_len={self.seq_len}, conditions={self.conditions.mode}, "
-                f"prefix_len={self.prefix_len}")
+                f"prefix_len={self.prefix_len}{image}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import inspect
 
-# The arguments of the prior contract (docs/plugins.md, Prior.init_conditions). A prior must take each one a run
-# sets; a condition left at "none" (0, None, {}) may be dropped, since leaving it out means the same.
-CONTRACT_ARGUMENTS = ("vocab_size", "seq_len", "num_classes", "class_names", "attributes")
+# The arguments of the prior contract (docs/plugins.md, Prior.init_conditions, Prior.init_image_condition). A prior
+# must take each one a run sets; a condition left at "none" (0, None, {}) may be dropped, since leaving it out means
+# the same. (An image condition's patch_size, grid and image_dropout go, like the sizes, where they are taken.)
+CONTRACT_ARGUMENTS = ("vocab_size", "seq_len", "num_classes", "class_names", "attributes", "image_condition")
 
 
 def constructor_parameters(factory) -> tuple[dict[str, inspect.Parameter], bool] | None:

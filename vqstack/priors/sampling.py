@@ -7,7 +7,9 @@ Per step, in this order (the order matters):
     4. sample ONE token per image and feed it to both halves, so they describe the same partial image.
 
 The loop calls a transformers decoder one token at a time with its KV cache (``KVCacheStepper``); ``RecomputeStepper``
-re-runs the whole prefix every step instead (no cache), as a reference for tests and benchmarks.
+re-runs the whole prefix every step instead (no cache), as a reference for tests and benchmarks. A stepper takes
+token ids (B, T) or input embeddings (B, T, dim): a prior that reads an image condition as a prefix of embeddings
+prefills [label prefix; condition; known leading tokens] as embeddings once, then steps one token id at a time.
 """
 from __future__ import annotations
 
@@ -80,6 +82,10 @@ OPTIONAL_GENERATE_ARGUMENTS = {
              "{prior}.generate() does not take it: use a prior that does (ar, maskgit).",
     "steps": "steps={value} sets the decoding passes of a parallel-decoding prior (maskgit); this prior ({prior}) "
              "samples one token per pass: drop steps.",
+    "image": "image= gives the condition image of image-to-image translation; {prior}.generate() does not take it: "
+             "use a prior trained with an image condition (ar, maskgit).",
+    "cfg_target": "cfg_target={value!r} picks which condition guidance drops (labels, image or both); "
+                  "{prior}.generate() does not take it: drop cfg_target.",
 }
 
 
@@ -222,6 +228,11 @@ def make_cache(config, max_len: int, kind: str = "preallocated") -> Cache:
     raise ValueError(f"Unknown cache kind {kind!r}; choose from {CACHE_KINDS}.")
 
 
+def stepper_inputs(inputs: torch.Tensor) -> dict:
+    """The decoder keyword for ``inputs``: ids (B, T) -> ``input_ids``, embeddings (B, T, dim) -> ``inputs_embeds``."""
+    return {"inputs_embeds" if inputs.is_floating_point() else "input_ids": inputs}
+
+
 class KVCacheStepper:
     """Feeds new tokens to a transformers decoder that keeps its keys/values; returns the last position's logits."""
 
@@ -233,11 +244,15 @@ class KVCacheStepper:
         self.positions = torch.arange(max_len, device=device)[None]  # sliced per step, never re-allocated
         self.length = 0
 
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) appended after everything fed so far -> next-token logits (B, V)."""
-        end = self.length + ids.shape[1]
-        hidden = self.backbone(input_ids=ids, position_ids=self.positions[:, self.length:end], use_cache=True,
-                               **{self.cache_kw: self.cache}).last_hidden_state
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Token ids (B, T) -> the decoder's input embeddings (B, T, dim), to join a prefix of embeddings."""
+        return self.backbone.get_input_embeddings()(ids)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) or embeddings (B, T, dim) appended after everything fed so far -> next-token logits (B, V)."""
+        end = self.length + inputs.shape[1]
+        hidden = self.backbone(**stepper_inputs(inputs), position_ids=self.positions[:, self.length:end],
+                               use_cache=True, **{self.cache_kw: self.cache}).last_hidden_state
         self.length = end
         return self.head(hidden[:, -1])  # the head runs on the last position only
 
@@ -246,11 +261,20 @@ class RecomputeStepper:
     """The same interface without a cache: re-runs the full sequence every step (reference and baseline)."""
 
     def __init__(self, backbone, head, max_len: int = 0, cache: str | None = None):
-        self.backbone, self.head, self.ids = backbone, head, None
+        self.backbone, self.head, self.inputs = backbone, head, None  # ids, or embeddings once any came
 
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        self.ids = ids if self.ids is None else torch.cat([self.ids, ids], 1)
-        hidden = self.backbone(input_ids=self.ids, use_cache=False).last_hidden_state
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.backbone.get_input_embeddings()(ids)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.inputs is None:
+            self.inputs = inputs
+        elif self.inputs.is_floating_point() or inputs.is_floating_point():  # embeddings from here on
+            as_embeddings = [x if x.is_floating_point() else self.embed(x) for x in (self.inputs, inputs)]
+            self.inputs = torch.cat(as_embeddings, 1)
+        else:
+            self.inputs = torch.cat([self.inputs, inputs], 1)
+        hidden = self.backbone(**stepper_inputs(self.inputs), use_cache=False).last_hidden_state
         return self.head(hidden[:, -1])
 
 
@@ -267,22 +291,31 @@ def leading_known(known: torch.Tensor | None) -> int:
 
 def sample_tokens(step, prefix: torch.Tensor, seq_len: int, num_valid: int, cfg_scale: float | None = None,
                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                  generator: torch.Generator | None = None, known: torch.Tensor | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, known: torch.Tensor | None = None,
+                  condition: torch.Tensor | None = None) -> torch.Tensor:
     """Sample ``seq_len`` tokens after ``prefix`` (B, P) condition tokens -> long (n, seq_len).
 
     ``step(ids)`` appends ids (B, T) and returns next-token logits (B, V'). With ``cfg_scale`` the prefix rows are
     [conditional; unconditional] halves (B = 2n): their logits are combined and each sampled token goes to both.
-    ``known`` (n, seq_len), -1 where unknown, forces its tokens."""
+    ``known`` (n, seq_len), -1 where unknown, forces its tokens. ``condition`` (B, C, dim), the embeddings of an
+    image condition read as a prefix, follows the prefix ids: the prefill is then [step.embed(prefix); condition;
+    step.embed(known leading tokens)] as embeddings (``step`` takes (B, T, dim) too), and the steps are ids."""
     guided = cfg_scale is not None
     n = prefix.shape[0] // 2 if guided else prefix.shape[0]
     out = torch.empty(n, seq_len, dtype=torch.long, device=prefix.device)
     start = leading_known(known)
+    lead = None
     if start:  # known leading tokens join the prefill: one forward for all of them
         out[:, :start] = known[:, :start]
-        prefix = torch.cat([prefix, known[:, :start].repeat(2, 1) if guided else known[:, :start]], 1)
+        lead = known[:, :start].repeat(2, 1) if guided else known[:, :start]
     if start == seq_len:
         return out
-    logits = step(prefix)
+    if condition is None:
+        prefill = prefix if lead is None else torch.cat([prefix, lead], 1)
+    else:
+        parts = [step.embed(prefix), condition] + ([] if lead is None else [step.embed(lead)])
+        prefill = torch.cat(parts, 1)
+    logits = step(prefill)
     for t in range(start, seq_len):
         token = sample_from_logits(process_logits(logits, num_valid, cfg_scale, temperature, top_k, top_p),
                                    generator, greedy=temperature == 0)
