@@ -5,6 +5,7 @@ with L1 + codebook loss, trained by the same loop.
 
     python benchmarks/equal_time.py --entries small,taming --budget 20m --jobs 2 --json runs/equal-time.json
     python benchmarks/equal_time.py --quick        # seconds, on generated images: does every entry run?
+    python benchmarks/equal_time.py --measure runs/small64/tokenizer --holdout 256   # score a trained one alike
 
 ``--jobs 2`` trains two entries at once, each with an equal share of the cores (``--threads`` each; default: the
 cores divided by the jobs), so both see the same machine for the same minutes. Metrics on the last ``--holdout``
@@ -142,7 +143,16 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--workdir", default=None, help="keep the runs here (default: a temporary folder)")
     p.add_argument("--json", default=None, help="write the results here too")
     p.add_argument("--quick", action="store_true", help="a few seconds per entry on generated images")
+    p.add_argument("--measure", default=None, metavar="TOKENIZER_DIR",
+                   help="train nothing: score this tokenizer folder on the last --holdout faces, as the entries")
     args = p.parse_args(argv)
+    if args.measure:
+        row = {"tokenizer": args.measure, "holdout": args.holdout,
+               **measure(Path(args.measure), held_out(args), args)}
+        print(json.dumps(row), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(row, indent=1))
+        return [row]
     names = args.entries.split(",")
     unknown = sorted(set(names) - set(ENTRIES))
     if unknown:

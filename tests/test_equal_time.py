@@ -75,3 +75,22 @@ def test_the_anchor_is_tamings_model_in_a_vqstack_tokenizer(anchor):
     assert torch.equal(ours.indices, indices) and torch.allclose(ours.loss, loss)
     assert torch.allclose(quantizer.indices_to_codes(ours.indices), z_q, atol=1e-6)  # z_q is z + (e - z)
     assert 0 < float(ours.metrics["usage"]) <= 1
+
+
+def test_measure_scores_a_trained_tokenizer_on_the_held_out_tail(tmp_path):
+    """--measure trains nothing and scores a tokenizer folder on the last --holdout faces, as the entries are."""
+    from helpers.recipes import tiny_tokenizer_config, write_image_folder
+    from vqstack.evaluation import evaluate_tokenizer
+
+    equal_time = load("equal_time")
+    data = write_image_folder(tmp_path / "images", count=6, size=64)
+    torch.manual_seed(0)
+    vqstack.Tokenizer.from_config(tiny_tokenizer_config()).save_pretrained(tmp_path / "tokenizer")
+    [row] = equal_time.main(["--measure", str(tmp_path / "tokenizer"), "--data", str(data), "--holdout", "2",
+                             "--attribute", "", "--json", str(tmp_path / "row.json")])
+    tokenizer = vqstack.Tokenizer.from_pretrained(tmp_path / "tokenizer")
+    tail = equal_time.held_out(type("Args", (), {"data": str(data), "holdout": 2})())
+    assert tail.shape == (2, 3, 64, 64)
+    expected = evaluate_tokenizer(tokenizer, [tail], ["psnr"])["psnr"]
+    assert row["holdout"] == 2 and row["psnr"] == pytest.approx(expected)
+    assert not (tmp_path / "small").exists()  # nothing trained

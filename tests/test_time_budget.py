@@ -91,3 +91,17 @@ def test_a_planned_run_rescales_warm_up_and_the_discriminators_start(images, tmp
     # warm-up 8 of 32 -> 4 of 16: the full rate is reached after step 4 (the plan came at step 10, so the first
     # ten steps ran on the provisional 32-step schedule)
     assert steps[11]["lr"] < steps[10]["lr"]
+
+
+def test_steps_grown_slower_shorten_the_plan_and_the_run_still_ends_saved(images, tmp_path, monkeypatch):
+    """Planned at 30 (step 10); at the log lines after it the refit on the recent steps' time says 45 (ignored: a
+    plan only shortens), then 22: the run ends at 22 with its final checkpoint and evaluation."""
+    fits = iter([30, 45, 22])
+    monkeypatch.setattr(loop, "fit_steps", lambda *args, **kwargs: next(fits, 99))
+    result = run(images, tmp_path, "--time-budget", "1h", "--max-steps", 40, "--log-every", 5)
+    assert result["state"].step == result["state"].planned_steps == 22
+    rows = records(tmp_path)
+    plans = [(r["step"], r["planned_steps"], r.get("shortened", False)) for r in rows if "planned_steps" in r]
+    assert plans == [(10, 30, False), (20, 22, True)]
+    assert any("eval/psnr" in r and r["step"] == 22 for r in rows), "it ends with an evaluation"
+    assert (tmp_path / "tokenizer" / "model.safetensors").is_file()

@@ -2,8 +2,11 @@
 
 The run times its first optimizer steps (after a few untimed ones: worker start-up, first allocations), then one
 evaluation, one sample grid and one checkpoint, and plans the number of steps that ends within the budget with
-every periodic evaluation and checkpoint, and the final ones, included. The plan is saved with every checkpoint
-(``TrainState.planned_steps``), so a resumed run keeps it. Step-valued options that shape the run (``--warmup-steps``,
+every periodic evaluation and checkpoint, and the final ones, included. Steps that grow slower later (the
+discriminator's phase, a busier machine) shorten the plan at the next log line, refitted to the recent steps' time,
+so the run still ends within the budget; a plan is never lengthened (a schedule already past a milestone would
+move it back). The plan is saved with every checkpoint
+(``TrainState.planned_steps``), so a resumed run keeps the last one. Step-valued options that shape the run (``--warmup-steps``,
 the discriminator's start) are read as fractions of ``--max-steps`` and rescaled to the planned steps; ``--max-steps``
 also caps the plan, so whichever of the two ends first ends the run.
 """
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 
 UNTIMED_STEPS = 2  # the first steps start workers and allocate: not typical of the run
 TIMED_STEPS = 8  # the median of these is the step time the plan uses
+RECENT_STEPS = 20  # the median of the latest these is the step time a shortened plan uses
 
 _DURATION = re.compile(r"(?:(?P<h>\d+(?:\.\d*)?)h)?(?:(?P<m>\d+(?:\.\d*)?)m(?:in)?)?(?:(?P<s>\d+(?:\.\d*)?)s?)?")
 
@@ -81,3 +85,7 @@ class TimeBudget:
 
     def step_seconds(self) -> float:
         return statistics.median(self.step_times[UNTIMED_STEPS:] or self.step_times)
+
+    def recent_step_seconds(self) -> float:
+        """The median time of the latest ``RECENT_STEPS`` steps (the plan's own while fewer were timed since)."""
+        return statistics.median(self.step_times[-RECENT_STEPS:])

@@ -118,7 +118,8 @@ class Trainer:
         self.resumed_from: Path | None = None
         self.last_logs: dict = {}
         self.stopped_by: str | None = None
-        self.on_plan: list[Callable[[], None]] = []  # called once a time budget has fixed the run's length
+        self.on_plan: list[Callable[[], None]] = []  # called when a time budget fixes (or shortens) the run's length
+        self.plan_costs: Costs | None = None  # what this process measured when it planned (None: it did not plan)
 
     # --- set-up --------------------------------------------------------------------------------------------------
 
@@ -256,6 +257,10 @@ class Trainer:
         ends a time budget's calibration also checkpoints, evaluates and samples, timed, and plans the run."""
         args, step = self.args, self.state.step
         planning = self.budget is not None and not self.state.planned_steps and self.budget_step()
+        if self.plan_costs is not None:  # this process planned the run: keep timing, and shorten it if slower
+            self.budget.step_done()
+            if step % args.log_every == 0:
+                self.shorten_plan(progress)
         last = step == self.total_steps
         if step % args.log_every == 0 or last:
             record = self.log_record(schedulers, meter, throughput)
@@ -298,11 +303,8 @@ class Trainer:
         planned = [fit_steps(self.budget.seconds, self.budget.elapsed(), step, costs, args.eval_every,
                              args.checkpoint_every, args.max_steps)]
         broadcast_object_list(planned)  # every process's own clock differs: the main one decides
-        self.state.planned_steps = planned[0]
-        for listener in self.on_plan:
-            listener()
-        progress.total = planned[0]
-        progress.refresh()
+        self.plan_costs = costs
+        self.set_plan(planned[0], progress)
         record = {"step": step, "planned_steps": planned[0], "step_seconds": costs.step,
                   "eval_seconds": costs.evaluation, "checkpoint_seconds": costs.checkpoint}
         self.metrics_log.write(record)
@@ -318,6 +320,30 @@ class Trainer:
                           f"spent; the run ends at step {step}, saved.", RuntimeWarning, stacklevel=2)
             self.checkpoint(None)  # again, now holding the plan, so a resume does not train on
         return True
+
+    def set_plan(self, steps: int, progress) -> None:
+        self.state.planned_steps = steps
+        for listener in self.on_plan:
+            listener()
+        progress.total = steps
+        progress.refresh()
+
+    def shorten_plan(self, progress) -> None:
+        """Refit the plan to the latest steps' time (the measured evaluation and checkpoint costs kept); take it only
+        when shorter. The main process decides, as for the plan itself."""
+        from accelerate.utils import broadcast_object_list
+
+        args, step = self.args, self.state.step
+        costs = Costs(self.budget.recent_step_seconds(), self.plan_costs.evaluation, self.plan_costs.checkpoint)
+        planned = [fit_steps(self.budget.seconds, self.budget.elapsed(), step, costs, args.eval_every,
+                             args.checkpoint_every, args.max_steps)]
+        broadcast_object_list(planned)
+        planned[0] = max(planned[0], step)  # this step is done: at the soonest the run ends with it
+        if planned[0] >= self.state.planned_steps:
+            return
+        self.set_plan(planned[0], progress)
+        self.metrics_log.write({"step": step, "planned_steps": planned[0], "step_seconds": costs.step,
+                                "shortened": True})
 
     def log_record(self, schedulers: Mapping, meter: Throughput, throughput: str) -> dict:
         """One metrics.jsonl line (and tracker entry): this step's logs averaged over the processes, learning
