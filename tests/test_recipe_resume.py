@@ -155,3 +155,25 @@ def test_restore_resume_is_bitwise(prior_inputs, tmp_path, path):
     resumed = run(tmp_path / "resumed", "--resume", tmp_path / "straight" / "checkpoint-2")
     assert resumed["state"].step == 4
     assert_same_checkpoints(tmp_path / "straight" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")
+
+
+@pytest.mark.parametrize("extra", [["--reference"]], ids=["lineart-reference"])
+def test_translate_resume_is_bitwise(prior_inputs, tmp_path, extra):
+    """Batches of 8 from 20 training images: the resumed run crosses epochs, whose line styles and references it
+    must draw as the straight run did; the grid and validation at step 2 must leave the RNG alone."""
+    recipe = load_recipe("translate_anime")
+
+    def run(output, *more):
+        reset_accelerate()
+        torch.manual_seed(1234)
+        return recipe.main(["--tokenizer", str(prior_inputs / "tokenizer"), "--data", str(prior_inputs / "images"),
+                            "--preset", "tiny", "--batch-size", "8", "--eval-images", "4", "--max-steps", "4",
+                            "--warmup-steps", "1", "--checkpoint-every", "2", "--checkpoints-to-keep", "0",
+                            "--eval-every", "2", "--sample-every", "2", "--log-every", "1",
+                            "--output-dir", str(output), *extra, *map(str, more)])
+
+    straight = run(tmp_path / "straight")
+    assert straight["state"].step == 4 and straight["state"].epoch >= 1
+    resumed = run(tmp_path / "resumed", "--resume", tmp_path / "straight" / "checkpoint-2")
+    assert resumed["state"].step == 4
+    assert_same_checkpoints(tmp_path / "straight" / "checkpoint-4", tmp_path / "resumed" / "checkpoint-4")

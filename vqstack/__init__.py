@@ -12,7 +12,7 @@ from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, Plugin
                    unregister_plugin)
 from .conditions.base import Condition
 from .core.serialization import load_component, save_component
-from .pipelines import Pipeline, RestorePipeline
+from .pipelines import Pipeline, RestorePipeline, TranslatePipeline
 from .quantizers.base import Quantizer, QuantizerOutput
 from .restorers.base import Restorer, RestorerOutput
 from .tokenizer import Tokenizer, TokenizerOutput
@@ -21,6 +21,7 @@ from .version import __version__
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
     "plugins_info", "component_spec", "save_component", "load_component", "Tokenizer", "TokenizerOutput",
-    "Pipeline", "RestorePipeline", "Restorer", "RestorerOutput", "Condition", "Quantizer", "QuantizerOutput",
+    "Pipeline", "RestorePipeline", "TranslatePipeline", "Restorer", "RestorerOutput", "Condition", "Quantizer",
+    "QuantizerOutput",
     "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "PluginWarning", "DISABLE_ENV",
 ]

@@ -150,6 +150,76 @@ def cmd_restore(args) -> int:
     return 0
 
 
+def single_image_out(image: Path, out: Path, what: str = "a drawing") -> Path:
+    """The file ``--out`` names for one ``--image`` file (into an existing folder: the image's name), checked before
+    any model is loaded."""
+    from .pipelines.files import image_pairs
+
+    if image.is_dir():
+        raise ValueError(f"--image {image} is a folder; give one image file ({what}).")
+    return image_pairs(image, out)[0][1]
+
+
+def check_reference(reference: Path | None) -> None:
+    if reference is not None and not reference.is_file():
+        raise FileNotFoundError(f"--reference {reference} does not exist" +
+                                (" (it is a folder; give one image file)." if reference.is_dir() else "."))
+
+
+def cmd_translate(args) -> int:
+    """Paint a drawing (a line-art translator) or a photo (grayscale, lowres) with a translator: a prior trained with
+    an image condition; writes the image (--n 1) or a grid of --n images, each of the input's size."""
+    out = single_image_out(args.image, args.out)
+    check_reference(args.reference)
+    from .pipelines.files import save_image
+    from .pipelines.images import make_grid_image
+    from .pipelines.translation import TranslatePipeline
+
+    pipe = TranslatePipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    images = pipe(args.image, labels=parse_labels(args.labels), reference=args.reference, n=args.n, seed=args.seed,
+                  cfg_scale=args.cfg_scale, cfg_target=args.cfg_target, temperature=args.temperature,
+                  top_k=args.top_k, top_p=args.top_p, steps=args.steps)
+    save_image(images[0] if len(images) == 1 else make_grid_image(images, columns=args.columns), out)
+    shape = "1 image" if len(images) == 1 else f"a grid of {len(images)} images"
+    print(f"{shape} of {images[0].size[0]}x{images[0].size[1]} -> {out}")
+    return 0
+
+
+def cmd_edit(args) -> int:
+    """Re-style a face towards --labels without a mask: the token cells the labels agree with least (--strength of
+    them) are re-sampled, every other pixel is kept."""
+    out = single_image_out(args.image, args.out, "a face")
+    check_reference(args.reference)
+    from .pipelines.files import save_image
+    from .pipelines.translation import TranslatePipeline, check_strength
+
+    check_strength(args.strength)
+    pipe = TranslatePipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    result = pipe.edit(args.image, labels=parse_labels(args.labels), strength=args.strength, seed=args.seed,
+                              cfg_scale=args.cfg_scale, cfg_target=args.cfg_target, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, reference=args.reference, steps=args.steps)
+    save_image(result.image, out)
+    changed, total = int(result.changed.sum()), result.changed.numel()
+    print(f"{changed} of {total} token cells re-sampled (strength {args.strength:g}), "
+          f"{result.image.size[0]}x{result.image.size[1]} image -> {out}")
+    return 0
+
+
+def add_translation_options(p: argparse.ArgumentParser, image_help: str) -> None:
+    p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
+    p.add_argument("--prior", required=True, type=Path,
+                   help="folder with the translator (recipes/translate_anime.py writes prior/)")
+    p.add_argument("--image", required=True, type=Path, help=image_help)
+    p.add_argument("--reference", type=Path, default=None,
+                   help="picture whose colours to paint with (any size); only for a translator trained with "
+                        "--reference (default: none)")
+    add_generation_options(p, cfg_scale=2.0)
+    p.add_argument("--cfg-target", default="both", choices=["both", "image", "labels"],
+                   help="what guidance's unconditional half drops: both (labels and image), image, labels "
+                        "(default: both)")
+    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+
+
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
     p.add_argument("--prior", required=True, type=Path, help="folder with the trained prior (recipes write prior/)")
@@ -159,8 +229,9 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
 
 
-def add_generation_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (default: 1 = off)")
+def add_generation_options(p: argparse.ArgumentParser, cfg_scale: float = 1.0) -> None:
+    p.add_argument("--cfg-scale", type=float, default=cfg_scale,
+                   help=f"classifier-free guidance scale (default: {cfg_scale:g}{' = off' if cfg_scale == 1 else ''})")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default: 1)")
     p.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest tokens (default: all)")
     p.add_argument("--top-p", type=float, default=None, help="nucleus sampling threshold (default: off)")
@@ -301,6 +372,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
     p.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default: 16)")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("translate", help=cmd_translate.__doc__, description=cmd_translate.__doc__)
+    add_translation_options(p, "drawing (line-art translator) or photo (grayscale, lowres) to paint: any size; RGB, "
+                               "RGBA or white lines on black")
+    p.add_argument("--labels", default=None, help='tags such as "green hair,blue eyes", or a class (default: none)')
+    p.add_argument("--n", type=int, default=4, help="number of images (default: 4)")
+    p.add_argument("--columns", type=int, default=None, help="images per grid row (default: square-ish)")
+    p.add_argument("--out", required=True, type=Path,
+                   help="image to write: the image itself with --n 1, else a grid of the --n images")
+    p.set_defaults(func=cmd_translate)
+
+    p = sub.add_parser("edit", help=cmd_edit.__doc__, description=cmd_edit.__doc__)
+    add_translation_options(p, "face to re-style (any size)")
+    p.add_argument("--labels", required=True, help='what the face should become, e.g. "green hair,blue eyes"')
+    p.add_argument("--strength", type=float, default=0.5,
+                   help="share of token cells to re-sample, in [0, 1]: 0 keeps the face, 1 re-samples every cell "
+                        "(default: 0.5)")
+    p.add_argument("--out", required=True, type=Path, help="image to write")
+    p.set_defaults(func=cmd_edit)
     return parser
 
 

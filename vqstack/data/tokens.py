@@ -73,7 +73,10 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
     loader = torch.utils.data.DataLoader(EveryRow(ImageDataset(shard, resolution, random_flip=False)),
                                          batch_size=batch_size, num_workers=num_workers)
     labels = shard.select_columns(list(label_columns)) if label_columns else None
-    rows = {"tokens": [], **{c: [] for c in label_columns}}
+    # the first row of this process's shard in ``images``, as datasets' contiguous sharding splits it
+    share, extra = divmod(len(images), accelerator.num_processes)
+    first = share * accelerator.process_index + min(accelerator.process_index, extra)
+    rows = {"tokens": [], "row": [], **{c: [] for c in label_columns}}
     grid, tally = None, SkipTally()
     for batch in loader:
         tally.add(batch)
@@ -81,6 +84,7 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
         tokens = tokenizer.encode(batch["pixel_values"][readable].to(accelerator.device))
         grid = tuple(tokens.shape[1:])
         rows["tokens"] += tokens.flatten(1).cpu().tolist()
+        rows["row"] += (batch["index"][readable] + first).tolist()  # the image each token row encodes
         if labels is not None:
             picked = labels[batch["index"][readable].tolist()]
             for column in label_columns:
@@ -89,7 +93,8 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
     if skipped.total:
         accelerator.print(f"encoding {source or 'the images'}: {skipped.message()}; they are left out")
     shard_dir = shards_dir / f"{accelerator.process_index:05d}"
-    features = Features({"tokens": Sequence(Value("int32")), **{c: images.features[c] for c in label_columns}})
+    features = Features({"tokens": Sequence(Value("int32")), "row": Value("int64"),
+                         **{c: images.features[c] for c in label_columns}})
     Dataset.from_dict(rows, features=features).save_to_disk(str(shard_dir))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -102,6 +107,19 @@ def encode_dataset(tokenizer, images, directory, resolution: int, accelerator, l
         shutil.rmtree(shards_dir)  # the joined copy is on disk; the shards were only for joining
     accelerator.wait_for_everyone()
     return load_token_dataset(directory)
+
+
+def source_rows(tokens, info: dict, where) -> list[int]:
+    """The row of the image data set that each token row encodes (unreadable images are left out, so they may
+    differ). Token sets saved before rows were recorded hold none: then the rows are 0..n-1 when no image was
+    skipped, and otherwise the tokens must be encoded again."""
+    if "row" in tokens.column_names:
+        return tokens["row"]
+    if info.get("skipped_images", 0):
+        raise DataError(f"{where} was encoded before token rows named their images, and {info['skipped_images']} "
+                        f"unreadable images were left out, so its rows cannot be matched to the images: encode them "
+                        f"again (--rebuild-tokens).")
+    return list(range(len(tokens)))
 
 
 def save_token_dataset(dataset, directory, grid, codebook_size: int, **info) -> Path:

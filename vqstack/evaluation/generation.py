@@ -81,11 +81,11 @@ def token_nll(prior, sequences: torch.Tensor, labels: list | None = None, batch_
 
 
 def mean_prior_loss(prior, sequences: torch.Tensor, labels: list | None = None, batch_size: int = 64,
-                    sync_on_compute: bool = True) -> float:
+                    sync_on_compute: bool = True, images: torch.Tensor | None = None) -> float:
     """The prior's own training loss on ``sequences`` in eval mode, averaged per token: the per-token NLL for ar,
-    the masked-token cross-entropy (at the masks its forward draws) for a masked prior such as maskgit."""
+    the masked-token cross-entropy (at the masks its forward draws) for a masked prior such as maskgit. ``images``:
+    each sequence's condition image, for a prior with an image condition (None: the null image)."""
     from torchmetrics import MeanMetric
-
 
     device = next(prior.parameters()).device
     mean = MeanMetric(nan_strategy="error", sync_on_compute=sync_on_compute).to(device)
@@ -93,7 +93,8 @@ def mean_prior_loss(prior, sequences: torch.Tensor, labels: list | None = None, 
         for start in range(0, len(sequences), batch_size):
             batch = sequences[start:start + batch_size].to(device)
             batch_labels = None if labels is None else labels[start:start + batch_size]
-            mean.update(prior(batch, labels=batch_labels).loss.float(), weight=batch.numel())
+            extra = {} if images is None else {"image": images[start:start + batch_size]}
+            mean.update(prior(batch, labels=batch_labels, **extra).loss.float(), weight=batch.numel())
     return float(mean.compute())
 
 

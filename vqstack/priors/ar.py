@@ -59,6 +59,7 @@ class ARPrior(Prior):
         image_dropout: float = 0.1,           # training: probability a sample's condition image becomes null (CFG)
         patch_size: int | None = None,        # condition pixels per token cell and side (the tokenizer's f)
         grid: list[int] | None = None,        # [h, w] token grid of the condition (default square: h = w)
+        reference: bool = False,              # also read a reference picture's colours beside the condition
     ):
         super().__init__()
         for name, value in (("dim", dim), ("depth", depth), ("heads", heads)):
@@ -67,7 +68,7 @@ class ARPrior(Prior):
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads}).")
         self.init_conditions(vocab_size, seq_len, num_classes, class_names, attributes, cond_dropout, group_dropout)
         # the image condition, read as a prefix of h*w positions (none: no parameters, no random draws, as before)
-        self.init_image_condition(image_condition, dim, image_dropout, patch_size, grid, init_std)
+        self.init_image_condition(image_condition, dim, image_dropout, patch_size, grid, init_std, reference)
         self.image_condition_len = seq_len if self.image_condition is not None else 0
 
         self.config = LlamaConfig(

@@ -93,6 +93,7 @@ class Prior(nn.Module):
     # the image condition (init_image_condition): none unless a prior is built with one
     image_condition: dict | None = None   # the condition's to_config(), as recorded in the prior's config
     condition_channels: int = 0           # C of the condition images it reads
+    reference: bool = False               # whether it also reads a reference picture (conditions/reference.py)
     image_condition_len: int = 0          # sequence positions the condition takes (ar: h*w; maskgit adds it: 0)
 
     def init_conditions(self, vocab_size: int, seq_len: int, num_classes: int = 0,
@@ -112,7 +113,7 @@ class Prior(nn.Module):
 
     def init_image_condition(self, image_condition: dict | str | None, dim: int, image_dropout: float = 0.1,
                              patch_size: int | None = None, grid: list[int] | None = None,
-                             init_std: float = 0.02) -> None:
+                             init_std: float = 0.02, reference: bool = False) -> None:
         """Check and store the image condition a prior reads; build its patch embedding ``image_embed``. Call it
         after :meth:`init_conditions`. Without ``image_condition`` it builds nothing and draws no random number,
         so the prior is exactly the one built without these arguments.
@@ -122,13 +123,21 @@ class Prior(nn.Module):
         dim              the backbone's width: what each condition cell embeds to
         image_dropout    training: probability a sample's condition image is replaced by the null (CFG)
         patch_size       condition pixels per token cell and side: the tokenizer's downsampling f
-        grid             [h, w] token grid (h * w = seq_len; default square): condition images are (C, h*f, w*f)"""
+        grid             [h, w] token grid (h * w = seq_len; default square): condition images are (C, h*f, w*f)
+        reference        also read a reference picture's colours: REFERENCE_CHANNELS more channels behind the
+                         condition's (vqstack.conditions.reference.with_reference builds them)"""
         check_probability("image_dropout", image_dropout)
         self.image_dropout = image_dropout
         self.image_embed = None
+        if not isinstance(reference, bool):
+            raise ValueError(f"reference must be True or False, got {reference!r}.")
+        self.reference = reference
         if image_condition is None:
+            if reference:
+                raise ValueError("reference=True needs an image_condition: the reference is read beside it.")
             return
         from ..conditions.base import Condition, build_condition  # late: conditions import the data modules
+        from ..conditions.reference import REFERENCE_CHANNELS
 
         if isinstance(image_condition, Condition):
             raise ValueError("image_condition must be a condition's to_config() (JSON, saved with the prior), not "
@@ -139,7 +148,7 @@ class Prior(nn.Module):
         check_positive_int("patch_size", patch_size)
         condition = build_condition(image_condition)
         self.image_condition = condition.to_config()  # defaults filled in: what check_same_condition compares
-        self.condition_channels = int(condition.channels)
+        self.condition_channels = int(condition.channels) + (REFERENCE_CHANNELS if reference else 0)
         self.patch_size = patch_size
         self.grid = check_grid(grid, self.seq_len)
         self.image_embed = ImageConditionEmbedding(self.condition_channels, dim, patch_size, self.grid, init_std)

@@ -85,12 +85,13 @@ def split_validation(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, 
     return order[count:].sort().values, order[:count].sort().values
 
 
-def validation_loss(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator) -> float:
+def validation_loss(prior, sequences: torch.Tensor, conditions: list, batch_size: int, accelerator,
+                    images: torch.Tensor | None = None) -> float:
     """Mean per-token loss of the held-out sequences on this (the main) process: the NLL (nats), computed as
     ``vqstack eval`` computes ``nll``, for an autoregressive prior; the masked-token cross-entropy for a masked one
-    (maskgit)."""
+    (maskgit). ``images``: the sequences' condition images, for a translator."""
     with accelerator.autocast():
-        return mean_prior_loss(prior, sequences, conditions, batch_size, sync_on_compute=False)
+        return mean_prior_loss(prior, sequences, conditions, batch_size, sync_on_compute=False, images=images)
 
 
 def export_prior(prior, info: dict, output_dir: Path) -> None:

@@ -61,6 +61,7 @@ class MaskGITPrior(Prior):
         image_dropout: float = 0.1,           # training: probability a sample's condition image becomes null (CFG)
         patch_size: int | None = None,        # condition pixels per token cell and side (the tokenizer's f)
         grid: list[int] | None = None,        # [h, w] token grid of the condition (default square: h = w)
+        reference: bool = False,              # also read a reference picture's colours beside the condition
     ):
         super().__init__()
         for name, value in (("dim", dim), ("depth", depth), ("heads", heads), ("steps", steps)):
@@ -77,7 +78,7 @@ class MaskGITPrior(Prior):
         # sizes, the condition vocabulary (the same ids as "ar"), the null prefix and CFG dropout: vqstack.api.Prior
         self.init_conditions(vocab_size, seq_len, num_classes, class_names, attributes, cond_dropout, group_dropout)
         # the image condition, added to each image position (none: no parameters, no random draws, as before)
-        self.init_image_condition(image_condition, dim, image_dropout, patch_size, grid, init_std)
+        self.init_image_condition(image_condition, dim, image_dropout, patch_size, grid, init_std, reference)
         self.steps, self.choice_temperature, self.mask_schedule = steps, float(choice_temperature), mask_schedule
         # input vocabulary: image tokens, condition tokens (the same ids as "ar"), then [MASK]
         self.mask_id = vocab_size + self.conditions.num_tokens
