@@ -39,6 +39,7 @@ def render(results: dict[str, dict], results_dir="benchmarks/results", quick: bo
             parts.append(render_part(section, name, results.get(name), quick))
         if section.why:
             parts.append(section.why)
+    parts.append(STARTUP)  # measured by hand (wall clock of a fresh process), not by a script of run_all.py
     return "\n\n".join(part.strip() for part in parts if part) + "\n"
 
 
@@ -631,3 +632,30 @@ ST-LPIPS (VGG) and FD-VGG against the clean faces, every answer through 8 bits. 
             restoration_compare, fixed("the damaged image and the plain tokenizer, in the same run"),
             [("restoration_compare", None)], needs=" --tokenizer DIR --restorer DIR"),
 ]
+
+STARTUP = """## Start-up
+
+Wall-clock time of what a user types, median of 5 runs after one warm-up, before (commit 80526c2:
+everything imported by `import vqstack`, `--device` defaults asking torch for CUDA) and after (names imported
+on first use, `--device` resolved when a command runs). Measured by hand, not by `run_all.py`.
+
+| command | before | after |
+|---|---:|---:|
+| `vqstack --help` | 4.28 s | 0.059 s |
+| `vqstack sample --help` | 4.14 s | 0.065 s |
+| `python -c "import vqstack"` | 3.85 s | 0.022 s |
+| `vqstack plugins` | 4.32 s | 4.27 s |
+| for scale: `python -c pass` / `python -c "import torch"` | | 0.019 s / 1.36 s |
+
+`--help` now imports only `vqstack`, `vqstack.core` and pluggy (about 37 ms of imports; `tests/test_startup.py` fails
+if any `--help` imports torch). `vqstack plugins` still loads every built-in plugin module, which imports torch
+(1.4 s here) and, through `vqstack.priors.ar`, transformers (about 2.2 s, half of it torchvision and `torch._dynamo`,
+which `transformers.video_utils` pulls in); that, not the CLI, is its floor.
+
+Machine: AMD EPYC (Zen 4), 2 logical cores, no GPU, shared with a benchmark run (load average 2.7–2.9);
+python 3.11.7, torch 2.14.1, transformers 5.25.0. 2026-12-07. To reproduce (median of the 5):
+
+```
+for i in 1 2 3 4 5 6; do /usr/bin/time -f %e .venv/bin/vqstack --help > /dev/null; done   # drop the first
+python -X importtime -m vqstack.cli --help 2>&1 >/dev/null | sort -t'|' -k2 -n | tail   # what it imports
+```"""

@@ -44,6 +44,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
@@ -70,7 +71,7 @@ def pil_edges(face: torch.Tensor, threshold: int = 28) -> torch.Tensor:
     """Line art made another way than the training filter: PIL FIND_EDGES on the smoothed grey face, thresholded
     -> (1, H, W) in [-1, 1], black lines on white."""
     grey = to_pil(face[None])[0].convert("L").filter(ImageFilter.SMOOTH)
-    edges = torch.tensor(list(grey.filter(ImageFilter.FIND_EDGES).getdata()), dtype=torch.float32)
+    edges = torch.from_numpy(np.asarray(grey.filter(ImageFilter.FIND_EDGES), dtype=np.float32))
     lines = (edges.view(1, *face.shape[-2:]) > threshold).float()
     lines[:, [0, -1], :] = 0  # FIND_EDGES leaves a frame at the border: no line there
     lines[:, :, [0, -1]] = 0
@@ -94,7 +95,7 @@ class Judge:
         self.stlpips = STLPIPS("vgg")
         self.hair, record = attribute_classifier(dataset, column_tags(dataset, "hair"), data, faces.shape[-1])
         self.hair_record = {"held_out_accuracy": record.get("held_out_accuracy"), "path": record.get("path")}
-        self.colours = list(self.hair.classes)
+        self.colours = list(self.hair.config["classes"])
 
     @torch.no_grad()
     def hair_of(self, images: torch.Tensor) -> torch.Tensor:
@@ -186,13 +187,17 @@ def run_on(lines, name, answers: Answers, labels, references, reference_labels, 
     return answers.translate(lines, tags, refs, seed=seed)
 
 
-def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float], seed: int) -> dict:
+def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float], seed: int,
+                grid: str | None = None, columns: int = 8) -> dict:
     """Hit rate of the requested hair colour per strength, and what the edit kept."""
+    faces = eight_bit(faces)  # what the edit is given: the faces as 8-bit pictures
     own = judge.hair_of(faces)
     colours = judge.colours
     asked = [(int(c) + 1 + i % (len(colours) - 1)) % len(colours) for i, c in enumerate(own)]  # never its own
     pictures = to_pil(faces)
-    report = {"faces": len(faces), "chance": round(1 / len(colours), 3)}
+    report = {"faces": len(faces), "chance": round(1 / len(colours), 3),
+              "asked": [colours[c] for c in asked[:columns]]}
+    shown = [faces[:columns]]
     for strength in strengths:
         edited, changed = [], []
         for picture, colour in zip(pictures, asked):
@@ -200,6 +205,7 @@ def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float],
             edited.append(from_pil(result.image, picture.size))
             changed.append(result.changed)
         edited, changed = torch.cat(edited), torch.stack(changed)
+        shown.append(edited[:columns])
         hit = judge.hair_of(edited) == torch.tensor(asked)
         f = faces.shape[-1] // changed.shape[-1]
         kept = ~changed.repeat_interleave(f, 1).repeat_interleave(f, 2)[:, None].expand_as(faces)
@@ -210,15 +216,20 @@ def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float],
             "cells_changed": round(float(changed.float().mean()), 3),
             "psnr_whole": round(float(10 * torch.log10(4 / squared.mean((1, 2, 3))).mean()), 2),
             "stlpips_whole": round(float(judge.stlpips(edited, faces).mean()), 4),
-            "psnr_unchanged_cells": "exact" if kept_mse == 0 else round(10 * math.log10(4 / kept_mse), 2),
+            "psnr_unchanged_cells": ("none kept" if math.isnan(kept_mse) else "exact" if kept_mse == 0
+                                     else round(10 * math.log10(4 / kept_mse), 2)),
         }
         print(json.dumps({f"edit strength {strength:g}": report[f"strength_{strength:g}"]}), flush=True)
+    if grid:  # rows: the input, then each strength
+        pictures = to_pil(torch.cat(shown))
+        side = pictures[0].width * 2
+        make_grid_image([p.resize((side, side), Image.NEAREST) for p in pictures], columns=columns).save(grid)
     return report
 
 
 def save_grid(path: str, faces, lines, images: dict, columns: int = 8) -> None:
     rows = [lines[:columns].expand(-1, 3, -1, -1)] + [images[name][:columns] for name in images] + [faces[:columns]]
-    rows.insert(4, faces.roll(-1, 0)[:columns])  # the reference faces, before the answers that used them
+    rows.insert(3, faces.roll(-1, 0)[:columns])  # the reference faces, before the answers that used them
     pictures = to_pil(torch.cat(rows))
     side = pictures[0].width * 2
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -235,10 +246,14 @@ def main(argv=None) -> dict:
     p.add_argument("--diversity-faces", type=int, default=64)
     p.add_argument("--edit-faces", type=int, default=64)
     p.add_argument("--strengths", default="0.25,0.5,0.75,1")
-    p.add_argument("--cfg-scale", type=float, default=2.0)
+    p.add_argument("--cfg-scale", type=float, default=5.0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0, help="seed of the line-art draws (the recipe's --seed)")
     p.add_argument("--grid", default=None, help="grid of the lineart case: line art, answers, reference, original")
+    p.add_argument("--edit-grid", default=None, help="grid of edits: the input, then one row per strength")
+    p.add_argument("--sweep-cfg", default=None,
+                   help="only score the translator (no tags, no reference, lineart) at these guidance scales, "
+                        "e.g. 1,2,3,5: how --cfg-scale was chosen")
     p.add_argument("--json-out", default=None)
     args = p.parse_args(argv)
 
@@ -257,6 +272,13 @@ def main(argv=None) -> dict:
     line_art = {"lineart": torch.stack([condition.sample(face, i, 0, args.seed) for i, face in enumerate(faces)]),
                 "pil-edges": torch.stack([pil_edges(face) for face in faces])}
     answers = Answers(tokenizer, translator, pix2pix, module, args.cfg_scale, args.batch_size)
+    if args.sweep_cfg:
+        report = {}
+        for scale in [float(s) for s in args.sweep_cfg.split(",")]:
+            answers.cfg_scale = scale
+            report[f"cfg_{scale:g}"] = judge.score(answers.translate(line_art["lineart"]))
+            print(json.dumps({f"cfg_{scale:g}": report[f"cfg_{scale:g}"]}), flush=True)
+        return report
     with torch.no_grad():
         ceiling = eight_bit(torch.cat([tokenizer.decode(tokenizer.encode(chunk)) for chunk in faces.split(64)]))
     report = {"faces": len(faces), "image_size": size, "cfg_scale": args.cfg_scale, "colours": judge.colours,
@@ -271,7 +293,7 @@ def main(argv=None) -> dict:
             save_grid(args.grid, faces, lines, shown)
     pipe = vqstack.TranslatePipeline(tokenizer, translator)
     report["edit"] = edit_report(pipe, judge, faces[:args.edit_faces], [float(s) for s in args.strengths.split(",")],
-                                 args.seed)
+                                 args.seed, args.edit_grid)
     print(json.dumps(report, indent=1))
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1) + "\n")

@@ -84,7 +84,7 @@ def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="sequences per process per step (default: preset)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     p.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: %(default)s)")
-    p.add_argument("--cfg-scale", type=float, default=2.0, help="guidance scale of the sample grids")
+    p.add_argument("--cfg-scale", type=float, default=5.0, help="guidance scale of the sample grids")
     return add_loop_arguments(p, output_dir="runs/translate-anime", max_steps=10000, warmup_steps=100,
                               eval_every=500, sample_every=1000, num_workers=0)
 

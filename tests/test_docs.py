@@ -61,6 +61,13 @@ def project(tmp_path_factory):
     prior = vqstack.build("prior", "ar", vocab_size=32, seq_len=16, dim=32, depth=1, heads=2,
                           attributes={"hair": ["blonde", "blue", "red"], "eyes": ["blue", "red"]})
     vqstack.save_component(prior, project / "runs/prior-anime/prior")
+    # a translator (recipes/translate_anime.py --reference): line art and a reference read before the tokens
+    translator = vqstack.build("prior", "ar", vocab_size=32, seq_len=16, dim=32, depth=1, heads=2,
+                               attributes={"hair": ["blonde", "blue", "green", "red"], "eyes": ["blue", "red"]},
+                               image_condition=vqstack.build("condition", "lineart").to_config(), patch_size=4,
+                               grid=[4, 4], reference=True)
+    vqstack.save_component(translator, project / "runs/translate64/prior")  # where docs/translation.md's run left it
+    tokenizer.save_pretrained(project / "runs/small64/tokenizer")
     return project
 
 
@@ -98,5 +105,5 @@ def test_python_blocks_run_as_written(page, project, fresh_plugins):
 def test_the_runner_finds_the_blocks_users_copy():
     """Guards the runner itself: the README's and generation guide's Python examples are among the pages run."""
     names = {p.name for p in PAGES if python_blocks(p)}
-    assert {"README.md", "generation.md", "plugins.md", "restoration.md"} <= names
+    assert {"README.md", "generation.md", "plugins.md", "restoration.md", "translation.md"} <= names
     assert any("Pipeline.from_pretrained" in code for _, code in python_blocks(ROOT / "docs" / "generation.md"))

@@ -12,6 +12,7 @@ import vqstack
 from helpers.recipes import tiny_tokenizer_config
 from vqstack.core.serialization import weights_sha256
 from vqstack.pipelines import EditResult, TranslatePipeline
+from vqstack.pipelines.translation import neighbourhood_scores
 from vqstack.training.priors import export_prior
 
 ATTRIBUTES = {"hair": ["blonde", "blue", "green", "red"], "eyes": ["blue", "red"]}
@@ -219,8 +220,9 @@ def test_edit_resamples_the_lowest_scoring_cells_and_keeps_every_other_pixel(pip
     result = pipe.edit(face, labels="green hair,blue eyes", strength=0.5, seed=0)
     assert result.image.size == (16, 16) and result.changed.shape == (4, 4)
     assert int(result.changed.sum()) == 8  # round(0.5 * 16)
-    # the chosen cells are the 8 lowest scores
-    assert result.scores[result.changed].max() <= result.scores[~result.changed].min()
+    # the chosen cells are the 8 lowest scores averaged over their 3x3 neighbourhoods
+    ranked = neighbourhood_scores(result.scores)
+    assert ranked[result.changed].max() <= ranked[~result.changed].min()
     # tokens differ only where re-sampled; every pixel outside the re-sampled cells is the input's own
     assert not (result.tokens != result.original)[~result.changed].any()
     cells = result.changed.repeat_interleave(4, 0).repeat_interleave(4, 1)
@@ -230,6 +232,15 @@ def test_edit_resamples_the_lowest_scoring_cells_and_keeps_every_other_pixel(pip
     assert not np.array_equal(edited[cells.numpy()], original[cells.numpy()])
     again = pipe.edit(face, labels="green hair,blue eyes", strength=0.5, seed=0)
     assert same(again.image, result.image) and torch.equal(again.changed, result.changed)
+
+
+def test_neighbourhood_scores_average_each_cell_with_its_neighbours():
+    scores = torch.zeros(4, 4)
+    scores[0, 0] = -9.0
+    ranked = neighbourhood_scores(scores)
+    # the corner's 3x3 neighbourhood, edges replicated: the corner itself counts 4 times
+    assert ranked[0, 0] == -4.0 and ranked[1, 1] == -1.0 and ranked[2, 2] == 0.0
+    assert torch.equal(neighbourhood_scores(torch.full((2, 3), 2.5)), torch.full((2, 3), 2.5))
 
 
 def test_strength_one_resamples_every_cell(pipe):

@@ -4,19 +4,31 @@
     vqstack.components("quantizer")                       # registered names
     q = vqstack.build("quantizer", "vq", dim=64, codebook_size=1024)
     tok = vqstack.Tokenizer.from_config({"encoder": "conv", "quantizer": "fsq", "decoder": "conv"})
-"""
 
-from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, PluginWarning, UnknownComponentError,
-                   build,
-                   component_spec, components, hookimpl, plugins_info, register_plugin, registry,
-                   unregister_plugin)
-from .conditions.base import Condition
-from .core.serialization import load_component, save_component
-from .pipelines import Pipeline, RestorePipeline, TranslatePipeline
-from .quantizers.base import Quantizer, QuantizerOutput
-from .restorers.base import Restorer, RestorerOutput
-from .tokenizer import Tokenizer, TokenizerOutput
+Names are imported on first use (``vqstack.Tokenizer`` imports torch, ``vqstack.Pipeline`` transformers), so
+``import vqstack`` and ``vqstack --help`` stay fast. Submodules (``vqstack.core``, ``vqstack.priors``, ...) load the
+same way on attribute access.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .version import __version__
+
+# public name -> the vqstack module that defines it
+_EXPORTS = {
+    "build": "core", "components": "core", "registry": "core", "hookimpl": "core", "register_plugin": "core",
+    "unregister_plugin": "core", "plugins_info": "core", "component_spec": "core",
+    "UnknownComponentError": "core", "DuplicateComponentError": "core", "PluginLoadError": "core",
+    "PluginWarning": "core", "DISABLE_ENV": "core",
+    "save_component": "core.serialization", "load_component": "core.serialization",
+    "Tokenizer": "tokenizer", "TokenizerOutput": "tokenizer",
+    "Pipeline": "pipelines", "RestorePipeline": "pipelines", "TranslatePipeline": "pipelines",
+    "Restorer": "restorers.base", "RestorerOutput": "restorers.base",
+    "Condition": "conditions.base",
+    "Quantizer": "quantizers.base", "QuantizerOutput": "quantizers.base",
+}
 
 __all__ = [
     "__version__", "build", "components", "registry", "hookimpl", "register_plugin", "unregister_plugin",
@@ -25,3 +37,35 @@ __all__ = [
     "QuantizerOutput",
     "UnknownComponentError", "DuplicateComponentError", "PluginLoadError", "PluginWarning", "DISABLE_ENV",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name.isidentifier() and not name.startswith("_"):
+        # a submodule such as vqstack.core or vqstack.priors: `import vqstack` used to import them all
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise  # the submodule exists but needs something missing: say so
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see; never runs
+    from .conditions.base import Condition
+    from .core import (DISABLE_ENV, DuplicateComponentError, PluginLoadError, PluginWarning, UnknownComponentError,
+                       build, component_spec, components, hookimpl, plugins_info, register_plugin, registry,
+                       unregister_plugin)
+    from .core.serialization import load_component, save_component
+    from .pipelines import Pipeline, RestorePipeline, TranslatePipeline
+    from .quantizers.base import Quantizer, QuantizerOutput
+    from .restorers.base import Restorer, RestorerOutput
+    from .tokenizer import Tokenizer, TokenizerOutput

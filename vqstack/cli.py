@@ -6,10 +6,21 @@ import json
 import sys
 from pathlib import Path
 
+# Only what builds the parser and reports errors is imported here (no torch: `vqstack --help` stays fast); each
+# command imports what it runs.
 from .core import KIND_HOOKS, plugins_info, registry
 from .core.plugins import DISABLE_ENV, PluginLoadError
 from .core.registry import UnknownComponentError
-from .data.labels import parse_labels
+
+DEVICE_HELP = "torch device (default: cuda if present)"
+
+
+def __getattr__(name: str):
+    if name == "parse_labels":  # vqstack.cli.parse_labels, the function every command reads --labels with
+        from .data.labels import parse_labels
+
+        return parse_labels
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cmd_plugins(args) -> int:
@@ -75,6 +86,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sample(args) -> int:
     """Sample images with a trained tokenizer and prior and save them as one grid."""
+    from .data.labels import parse_labels
     from .pipelines.generation import Pipeline
     from .pipelines.images import make_grid_image
 
@@ -90,6 +102,7 @@ def cmd_inpaint(args) -> int:
     """Repair the masked part of an image: re-sample its tokens with the prior, keep the original pixels elsewhere."""
     from PIL import Image
 
+    from .data.labels import parse_labels
     from .pipelines.generation import Pipeline
 
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
@@ -106,6 +119,7 @@ def cmd_outpaint(args) -> int:
     """Grow an image beyond its border: the prior draws the new tokens, the original pixels stay inside."""
     from PIL import Image
 
+    from .data.labels import parse_labels
     from .pipelines.generation import Pipeline
     from .pipelines.outpainting import parse_extend
 
@@ -171,6 +185,7 @@ def cmd_translate(args) -> int:
     an image condition; writes the image (--n 1) or a grid of --n images, each of the input's size."""
     out = single_image_out(args.image, args.out)
     check_reference(args.reference)
+    from .data.labels import parse_labels
     from .pipelines.files import save_image
     from .pipelines.images import make_grid_image
     from .pipelines.translation import TranslatePipeline
@@ -190,6 +205,7 @@ def cmd_edit(args) -> int:
     them) are re-sampled, every other pixel is kept."""
     out = single_image_out(args.image, args.out, "a face")
     check_reference(args.reference)
+    from .data.labels import parse_labels
     from .pipelines.files import save_image
     from .pipelines.translation import TranslatePipeline, check_strength
 
@@ -213,11 +229,11 @@ def add_translation_options(p: argparse.ArgumentParser, image_help: str) -> None
     p.add_argument("--reference", type=Path, default=None,
                    help="picture whose colours to paint with (any size); only for a translator trained with "
                         "--reference (default: none)")
-    add_generation_options(p, cfg_scale=2.0)
+    add_generation_options(p, cfg_scale=5.0)  # benchmarks/translation_compare.py --sweep-cfg: 5 of 1, 2, 3, 5
     p.add_argument("--cfg-target", default="both", choices=["both", "image", "labels"],
                    help="what guidance's unconditional half drops: both (labels and image), image, labels "
                         "(default: both)")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)  # resolved by main(): no torch for --help
 
 
 def add_sampling_options(p: argparse.ArgumentParser) -> None:
@@ -226,7 +242,7 @@ def add_sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", default=None,
                    help='condition: class id, class name or tags such as "blue hair,red eyes" (default: none)')
     add_generation_options(p)
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)  # resolved by main(): no torch for --help
 
 
 def add_generation_options(p: argparse.ArgumentParser, cfg_scale: float = 1.0) -> None:
@@ -283,10 +299,11 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the values and what they were measured with here")
 
 
-def _cuda() -> bool:
+def default_device() -> str:
+    """--device when not given: "cuda" if torch sees a GPU, else "cpu" (asked only when a command runs)."""
     import torch
 
-    return torch.cuda.is_available()
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, default=None, metavar="F",
                    help="write images F times the input's size, restored in overlapping tiles (1: tiles at the "
                         "input's size); default: keep the size, restoring the whole image resized to the restorer's")
-    p.add_argument("--device", default="cuda" if _cuda() else "cpu", help="torch device (default: cuda if present)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)  # resolved by main(): no torch for --help
     p.add_argument("--batch-size", type=int, default=16, help="images or tiles per forward pass (default: 16)")
     p.set_defaults(func=cmd_restore)
 
@@ -396,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", "") is None:
+        args.device = default_device()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, UnknownComponentError, PluginLoadError) as err:

@@ -24,8 +24,11 @@ art, first seeded draw), so the layout stays. Each token cell gets a score of ho
 it, ``log p(token | labels, condition) - log p(token | null labels, condition)``, from one batched forward of the
 prior: teacher-forced logits for a causal prior (``ar``: each token given the ones before it in raster order), the
 whole-masked forward for ``maskgit`` (every position masked: each token given the labels and the condition only; a
-visible position's logits are never trained, so the unmasked forward says nothing). The ``strength`` share of the
-cells with the lowest scores (rounded half up; ties in raster order) is re-sampled with ``generate(known=...)``,
+visible position's logits are never trained, so the unmasked forward says nothing). The cells are ranked by their
+score averaged over their 3x3 neighbourhood (:func:`neighbourhood_scores`), so the re-sampled cells form regions
+(the hair) rather than scattered cells: on 32 held-out faces this doubled the hit rate of the requested hair
+colour at strength 0.5 (0.09 -> 0.19, benchmarks/translation_compare.py). The ``strength`` share of the cells
+with the lowest ranks (rounded half up; ties in raster order) is re-sampled with ``generate(known=...)``,
 every other token kept. The result is decoded, and only the re-sampled cells' pixels are taken from it (each cell
 is ``patch_size`` pixels square at the model's size, mapped onto the input's own pixels): every other pixel is the
 input's own, exactly, so strength 0 returns the input unchanged. :class:`EditResult` says which cells changed.
@@ -77,6 +80,12 @@ class EditResult:
     tokens: torch.Tensor
     original: torch.Tensor
     scores: torch.Tensor
+
+
+def neighbourhood_scores(scores: torch.Tensor) -> torch.Tensor:
+    """(h, w) cell scores -> each cell's mean over its 3x3 neighbourhood (edges replicated)."""
+    padded = torch.nn.functional.pad(scores[None, None].float(), (1, 1, 1, 1), mode="replicate")
+    return torch.nn.functional.avg_pool2d(padded, 3, stride=1)[0, 0]
 
 
 def check_strength(strength) -> float:
@@ -293,7 +302,7 @@ class TranslatePipeline:
 
     @torch.inference_mode()
     def __call__(self, image, labels=None, reference=None, n: int = 4, seed: int | None = 0,
-                 cfg_scale: float = 2.0, cfg_target: str = "both", temperature: float = 1.0,
+                 cfg_scale: float = 5.0, cfg_target: str = "both", temperature: float = 1.0,
                  top_k: int | None = None, top_p: float | None = None, steps: int | None = None,
                  batch_size: int = 16) -> list[Image.Image]:
         """Paint ``n`` images of the picture ``image`` (a PIL image or a file; a drawing for a line-art translator,
@@ -340,7 +349,7 @@ class TranslatePipeline:
         return loglik[0] - loglik[1]
 
     @torch.inference_mode()
-    def edit(self, image, labels, strength: float = 0.5, seed: int | None = 0, cfg_scale: float = 2.0,
+    def edit(self, image, labels, strength: float = 0.5, seed: int | None = 0, cfg_scale: float = 5.0,
                     cfg_target: str = "both", temperature: float = 1.0, top_k: int | None = None,
                     top_p: float | None = None, reference=None, steps: int | None = None) -> EditResult:
         """Re-style the face ``image`` (PIL or file, any size) towards ``labels`` without a mask -> an
@@ -377,7 +386,7 @@ class TranslatePipeline:
 
         inside = frame.inside(self.grid)
         count = math.floor(strength * int(inside.sum()) + 0.5)  # rounded half up
-        order = scores.masked_fill(~inside, math.inf).flatten().sort(stable=True).indices
+        order = neighbourhood_scores(scores).masked_fill(~inside, math.inf).flatten().sort(stable=True).indices
         changed = torch.zeros(self.grid[0] * self.grid[1], dtype=torch.bool)
         changed[order[:count]] = True
         changed = changed.view(self.grid)
