@@ -110,3 +110,11 @@ def test_edit_needs_labels_and_reads_one_face(stages, tmp_path, capsys):
     assert "--labels" in capsys.readouterr().err
     assert edit(stages, tmp_path / "out.png", "--labels", "red hair", image=".") == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_translate_refuses_a_translator_for_another_condition_naming_both(stages, tmp_path, capsys):
+    assert translate(stages, tmp_path / "x.png", "--condition", "grayscale") == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "lineart" in err and "grayscale" in err
+    assert not (tmp_path / "x.png").exists()
+    assert translate(stages, tmp_path / "ok.png", "--condition", "lineart", "--n", "1") == 0

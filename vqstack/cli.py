@@ -190,7 +190,7 @@ def cmd_translate(args) -> int:
     from .pipelines.images import make_grid_image
     from .pipelines.translation import TranslatePipeline
 
-    pipe = TranslatePipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
+    pipe = TranslatePipeline.from_pretrained(args.tokenizer, args.prior, device=args.device, condition=args.condition)
     images = pipe(args.image, labels=parse_labels(args.labels), reference=args.reference, n=args.n, seed=args.seed,
                   cfg_scale=args.cfg_scale, cfg_target=args.cfg_target, temperature=args.temperature,
                   top_k=args.top_k, top_p=args.top_p, steps=args.steps)
@@ -394,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_translation_options(p, "drawing (line-art translator) or photo (grayscale, lowres) to paint: any size; RGB, "
                                "RGBA or white lines on black")
     p.add_argument("--labels", default=None, help='tags such as "green hair,blue eyes", or a class (default: none)')
+    p.add_argument("--condition", default=None,
+                   help="the condition you expect the translator to read (lineart, grayscale, lowres, a plugin's): "
+                        "a translator trained for another is refused (default: whatever it was trained for)")
     p.add_argument("--n", type=int, default=4, help="number of images (default: 4)")
     p.add_argument("--columns", type=int, default=None, help="images per grid row (default: square-ish)")
     p.add_argument("--out", required=True, type=Path,
