@@ -85,16 +85,51 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    """Sample images with a trained tokenizer and prior and save them as one grid."""
+    """Sample images with a trained tokenizer and prior: one grid (--out), or one PNG per image in a folder
+    (--out-dir), in batches, resumable."""
+    if args.out_dir is not None:
+        return sample_to_folder(args)
+    for option, value in (("--batch-size", args.batch_size), ("--overwrite", args.overwrite or None)):
+        if value is not None:
+            raise ValueError(f"{option} is for --out-dir (one PNG per image); the grid of --out takes no {option}.")
     from .data.labels import parse_labels
     from .pipelines.generation import Pipeline
     from .pipelines.images import make_grid_image
 
+    out = args.out if args.out is not None else Path("samples.png")
     pipe = Pipeline.from_pretrained(args.tokenizer, args.prior, device=args.device)
     images = pipe(args.n, labels=parse_labels(args.labels), cfg_scale=args.cfg_scale, seed=args.seed,
                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, steps=args.steps)
-    make_grid_image(images, columns=args.columns).save(args.out)
-    print(f"{len(images)} images of {images[0].size[0]}x{images[0].size[1]} -> {args.out}")
+    make_grid_image(images, columns=args.columns).save(out)
+    print(f"{len(images)} images of {images[0].size[0]}x{images[0].size[1]} -> {out}")
+    return 0
+
+
+def sample_to_folder(args) -> int:
+    """``vqstack sample --out-dir``: vqstack/pipelines/folders.py; Ctrl-C ends in one line saying how to resume."""
+    if args.out is not None:
+        raise ValueError(f"--out {args.out} (one grid) and --out-dir {args.out_dir} (one PNG per image) exclude "
+                         f"each other; give one.")
+    if args.columns is not None:
+        raise ValueError("--columns lays out the grid of --out; --out-dir writes one PNG per image.")
+    from .pipelines.folders import count_done, sample_folder
+
+    try:
+        result = sample_folder(args.tokenizer, args.prior, args.out_dir, args.n,
+                               batch_size=64 if args.batch_size is None else args.batch_size, labels=args.labels,
+                               cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k,
+                               top_p=args.top_p, steps=args.steps, seed=args.seed, device=args.device,
+                               overwrite=args.overwrite)
+    except KeyboardInterrupt:
+        print(f"vqstack sample: interrupted with {count_done(args.out_dir, args.n)} of {args.n} images in "
+              f"{args.out_dir}; run the same command again to resume.", file=sys.stderr)
+        return 130
+    if result.image_size is None:
+        print(f"all {result.n} images already in {result.out_dir}; nothing to do.")
+    else:
+        width, height = result.image_size
+        print(f"{result.n} images of {width}x{height} in {result.out_dir}: {result.written} sampled in "
+              f"{result.seconds:.1f} s ({result.images_per_second:.2f} images/s), {result.kept} there before.")
     return 0
 
 
@@ -335,7 +370,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_sampling_options(p)
     p.add_argument("--n", type=int, default=16, help="number of images (default: 16)")
     p.add_argument("--columns", type=int, default=None, help="images per grid row (default: square-ish)")
-    p.add_argument("--out", type=Path, default=Path("samples.png"), help="grid image to write (default: samples.png)")
+    p.add_argument("--out", type=Path, default=None, help="grid image to write (default: samples.png)")
+    p.add_argument("--out-dir", type=Path, default=None,
+                   help="instead of a grid: write one PNG per image here (00000.png ..., zero-padded to the width "
+                        "of --n), in batches; run the same command again to resume an interrupted run, with the "
+                        "same images as an uninterrupted one. samples.json records the arguments; a folder made "
+                        "with others is refused. --labels may hold several conditions separated by ';', taken in "
+                        "turn")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="with --out-dir: images per batch (default: 64). Each batch has its own generator seeded "
+                        "from (--seed, batch index), so the batch size is part of what defines the images: resume "
+                        "with the same one")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --out-dir: delete the folder's numbered PNGs and start again, even when it was made "
+                        "with other arguments")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("inpaint", help=cmd_inpaint.__doc__)
