@@ -7,13 +7,15 @@ The images are two disjoint sets of ``--n`` faces from the end of ``--data`` (th
 A is the reference, B the other half. Rows: FD(A, B) is what two real samples of this size differ by (no model can
 score below it on average); FD(A, recon(B)) and FD(B, recon(B)) are the tokenizer's; FD(A, samples) the prior's
 (``--n`` unconditional samples at ``--cfg-scale``). FD-VGG is the Frechet distance on the ImageNet-trained VGG16
-features of the stlpips-pytorch wheel: an offline stand-in, not FID. Each set's features are computed once (the
-VGG16 at 224 px is most of the time on a CPU). Prints JSON.
+features of the stlpips-pytorch wheel: an offline stand-in, not FID. The real sets A and B are references: their
+features come from the reference cache ($VQSTACK_CACHE/fd-reference, as ``vqstack eval`` keeps them), computed on the
+first run only (the VGG16 at 224 px is most of the time on a CPU). Prints JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
@@ -23,22 +25,41 @@ from vqstack.evaluation.features import VGG16STLPIPSFeatures
 from vqstack.evaluation.generation import sample_images
 from vqstack.evaluation.metrics import FrechetDistance
 from vqstack.evaluation.reconstruction import tokenizer_resolution
+from vqstack.evaluation.reference import ReferenceFeatures, cached_references
+
+
+def rows_from_end(images, start: int, n: int) -> range:
+    """The ``n`` rows that end ``start`` rows before the last one (the recipes hold out the last ones)."""
+    return range(len(images) - start - n, len(images) - start)
 
 
 def faces(data: str, start: int, n: int, resolution: int) -> torch.Tensor:
     images = load_image_dataset(data)
-    rows = ImageDataset(images.select(range(len(images) - start - n, len(images) - start)), resolution,
-                        random_flip=False)
+    rows = ImageDataset(images.select(rows_from_end(images, start, n)), resolution, random_flip=False)
     return torch.stack([rows[i]["pixel_values"] for i in range(len(rows))])
 
 
-class Reference:
-    """FD-VGG of any set against one reference set, whose features are kept (reset_real_features=False)."""
+def real_features(data: str, start: int, n: int, resolution: int, network) -> ReferenceFeatures:
+    """The VGG16 features of the faces :func:`faces` gives, from the reference cache or computed now and cached."""
+    images = load_image_dataset(data)
+    rows = rows_from_end(images, start, n)
 
-    def __init__(self, reference: torch.Tensor):
-        self.metric = FrechetDistance(VGG16STLPIPSFeatures(), reset_real_features=False)
-        for batch in reference.split(100):
-            self.metric.update(batch, real=True)
+    def batches():
+        return torch.utils.data.DataLoader(ImageDataset(images.select(rows), resolution, random_flip=False),
+                                           batch_size=100)
+
+    reference = cached_references({"vgg16-stlpips": network}, data=data, dataset=images, rows=rows,
+                                  resolution=resolution, batches=batches)["vgg16-stlpips"]
+    print(reference.describe(), file=sys.stderr)
+    return reference
+
+
+class Reference:
+    """FD-VGG of any set against one reference set, whose features are given (kept by reset())."""
+
+    def __init__(self, reference: ReferenceFeatures, network):
+        self.metric = FrechetDistance(network)
+        self.metric.use_reference(reference)
 
     def fd(self, images: torch.Tensor) -> float:
         self.metric.reset()  # the fake features only
@@ -59,9 +80,11 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     tokenizer = vqstack.Tokenizer.from_pretrained(args.tokenizer)
     resolution = tokenizer_resolution(tokenizer)
-    a, b = faces(args.data, 0, args.n, resolution), faces(args.data, args.n, args.n, resolution)
+    b = faces(args.data, args.n, args.n, resolution)
     recon = torch.cat([tokenizer.decode(tokenizer.encode(batch)) for batch in b.split(100)])
-    ref_a, ref_b = Reference(a), Reference(b)
+    network = VGG16STLPIPSFeatures()
+    ref_a, ref_b = (Reference(real_features(args.data, start, args.n, resolution, network), network)
+                    for start in (0, args.n))
     report = {"data": args.data, "n": args.n, "resolution": resolution, "tokenizer": args.tokenizer,
               "feature_network": "vgg16-stlpips", "fd-vgg": {"real A vs real B (floor)": ref_a.fd(b),
                                                               "real A vs recon(B)": ref_a.fd(recon),

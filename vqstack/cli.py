@@ -299,6 +299,9 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
                    help="images as the recipes read them (folder, 'dir/*.tar', parquet, Hub id); with --prior the "
                         "reference images, or a token dataset folder (tokens_info.json) for nll")
     p.add_argument("--split", default="train", help="dataset split (default: train)")
+    p.add_argument("--no-reference-cache", dest="reference_cache", action="store_false",
+                   help="compute the real images' features for fd-*/rfid/gfid/precision/recall anew and do not cache "
+                        "them (default: cached in $VQSTACK_CACHE/fd-reference, ~/.cache/vqstack)")
     p.add_argument("--metrics", default=None,
                    help="comma-separated. Tokenizer: psnr, ssim, lpips, stlpips, rfid, colour-hist (color-hist), "
                         "usage (+perplexity), attr:<tag column> (a classifier of the data's own tags, e.g. attr:hair, "

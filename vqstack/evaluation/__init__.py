@@ -8,7 +8,8 @@ classifier of the data's own tags on originals and reconstructions), each report
 Modules: ``catalog`` (metric names), ``weights`` (finding pretrained weights, never downloading), ``features`` (the
 ``features`` registry kind and its built-ins), ``metrics`` (torchmetrics Metric objects), ``suite`` (named metrics
 fed by role), ``tokenizer_info`` (a tokenizer's resolution and codebook layout), ``reconstruction`` and
-``generation`` (the evaluation loops), ``attributes`` (attr:<column>: the tag classifier, its cache in
+``generation`` (the evaluation loops), ``reference`` (the real images' features for Fréchet distances and
+precision/recall, cached in $VQSTACK_CACHE), ``attributes`` (attr:<column>: the tag classifier, its cache in
 $VQSTACK_CACHE and report), ``report`` (JSON and table), ``command`` (``vqstack eval``). See docs/evaluation.md.
 
 Names are imported on first use: ``vqstack.evaluation.features`` is a built-in plugin loaded with every registry,
@@ -26,6 +27,7 @@ _EXPORTS = {
     "MetricSuite": "suite", "build_suite": "suite",
     "evaluate_tokenizer": "reconstruction", "tokenizer_suite": "reconstruction",
     "evaluate_samples": "generation", "sample_images": "generation", "token_nll": "generation",
+    "reference_features": "reference", "ReferenceFeatures": "reference",
     "make_record": "report", "format_table": "report", "write_json": "report",
 }
 

@@ -69,6 +69,14 @@ def check_options(args, mode: str, requests, token_data: bool) -> None:
                          f"folder a prior recipe wrote (recipes/prior_anime.py --output-dir .../tokens).")
 
 
+def reference_cache_on(args) -> bool:
+    """Whether the real images' features come from the reference cache: unless ``--no-reference-cache``
+    (``args.reference_cache`` False) or $VQSTACK_NO_REFERENCE_CACHE is set."""
+    from .reference import cache_enabled
+
+    return getattr(args, "reference_cache", True) is not False and cache_enabled()
+
+
 def suite_options(args) -> dict:
     return {"features": args.features, "fid_weights": args.fid_weights, "lpips_weights": args.lpips_weights,
             "lpips_net": args.lpips_net, "k": args.k}
@@ -96,6 +104,32 @@ def image_batches(images, resolution: int, args, accelerator, desc: str):
     return tqdm(loader, desc=desc, disable=not accelerator.is_main_process)
 
 
+def cached_reference_side(suite, dataset, images, data: str, resolution: int, args, accelerator) -> dict | None:
+    """The real side of ``suite``'s Fréchet distances and precision/recall for ``images`` (the first rows of
+    ``dataset``, loaded from ``data``) at ``resolution``: {features name: ReferenceFeatures} from the reference cache,
+    or computed now in one pass (each process its shard) and cached by the main process, which says which. None when
+    the suite needs none or the cache is off: the real images are then fed to the metrics as they come."""
+    if suite is None or not suite.reference_networks or not reference_cache_on(args):
+        return None
+    from .reference import cached_references
+
+    suite.to(accelerator.device)
+    networks = {name: suite.feature_networks[name] for name in suite.reference_networks}
+    references = cached_references(networks, data=str(data), dataset=dataset, rows=range(len(images)),
+                                   resolution=resolution, split=args.split, device=accelerator.device,
+                                   batches=lambda: image_batches(images, resolution, args, accelerator,
+                                                                 "reference features"))
+    if accelerator.is_main_process:
+        for reference in references.values():
+            print(reference.describe())
+    return references
+
+
+def reference_record(references: dict | None) -> dict:
+    """The report's "reference_cache": the cache folder of each network's reference features (None: not cached)."""
+    return {"reference_cache": {name: ref.info.get("path") for name, ref in references.items()}} if references else {}
+
+
 # --- tokenizer --------------------------------------------------------------------------------------------------
 
 
@@ -115,8 +149,11 @@ def evaluate_reconstructions(args, requests, accelerator):
     if names:
         suite = tokenizer_suite(tokenizer, names, **suite_options(args))
         images = first(dataset, args.limit)
-        values = evaluate_tokenizer(tokenizer, image_batches(images, resolution, args, accelerator, "eval"), suite)
+        references = cached_reference_side(suite, dataset, images, args.data, resolution, args, accelerator)
+        values = evaluate_tokenizer(tokenizer, image_batches(images, resolution, args, accelerator, "eval"), suite,
+                                    references=references)
         networks, context["images"] = suite.networks, len(images)
+        context.update(reference_record(references))
     for attribute in tags:
         report = score_attribute(args, tokenizer, dataset, attribute, resolution, accelerator)
         values.update(report.values)
@@ -158,12 +195,16 @@ def evaluate_prior(args, requests, accelerator):
             raise ValueError(f"The pipeline makes {height}x{width} images; reference images are center-cropped "
                              f"squares, so only square grids are evaluated.")
         source = reference_source(args.data)
-        images = first(load_images(source, args.split, accelerator), args.limit)
-        references = image_batches(images, height, args, accelerator, "reference")
+        dataset = load_images(source, args.split, accelerator)
+        images = first(dataset, args.limit)
+        references = cached_reference_side(suite, dataset, images, source, height, args, accelerator)
+        if references is None:  # no cache: the metrics read the images themselves
+            references = image_batches(images, height, args, accelerator, "reference")
         values.update(evaluate_samples(sample_batches(pipe, args, accelerator), references, suite,
                                        device=accelerator.device))
         networks = suite.networks
         context.update(images=len(images), resolution=height, data=describe_source(source))
+        context.update(reference_record(references if isinstance(references, dict) else None))
     if "nll" in names:
         values["nll"], context["sequences"] = validation_nll(pipe.prior, args, accelerator)
         context["tokens"] = describe_source(str(args.data))

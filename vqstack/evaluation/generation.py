@@ -2,6 +2,7 @@
 
     fake = sample_images(pipe, 1000, labels="blue hair", cfg_scale=3.0, seed=0)
     values = evaluate_samples(fake, reference_batches, ["fd-vgg", "precision", "recall"])
+    values = evaluate_samples(fake, reference_features(data, resolution=64), ["fd-vgg"])  # the real side cached
     nll = token_nll(prior, sequences, labels)
 """
 from __future__ import annotations
@@ -57,10 +58,19 @@ def sample_images(pipeline, n: int, labels=None, *, batch_size: int = 32, seed: 
 @torch.no_grad()
 def evaluate_samples(samples: Iterable, references: Iterable, metrics=DEFAULT_METRICS[PRIOR], device="cpu",
                      **options) -> dict[str, float]:
-    """Distribution metrics of generated ``samples`` against ``references`` (both iterables of image batches in
-    [-1, 1]) -> {name: value}. ``metrics``: names (``options`` go to :func:`build_suite`) or a MetricSuite."""
+    """Distribution metrics of generated ``samples`` against ``references`` -> {name: value}. ``samples``: an
+    iterable of image batches in [-1, 1]; ``references``: the same, or the real side ready-made and no image read:
+    :class:`~vqstack.evaluation.reference.ReferenceFeatures` (from :func:`~vqstack.evaluation.reference.
+    reference_features`, cached), one per features network the metrics use (a list or dict of them for several).
+    ``metrics``: names (``options`` go to :func:`build_suite`) or a MetricSuite."""
+    from .reference import as_references
+
     suite = metrics if isinstance(metrics, MetricSuite) else build_suite(metrics, **options)
     suite.to(device)
+    given = as_references(references)
+    if given is not None:
+        suite.use_references(given)
+        references = ()
     for batch in references:
         suite.update_sets(pixels(batch).to(device), real=True)
     for batch in samples:

@@ -58,8 +58,37 @@ class FrechetDistance(FrechetInceptionDistance):
 
     ``update(images, real=True/False)``; ``compute()`` -> scalar tensor."""
 
+    has_reference = False  # True once use_reference() gave the real side
+
     def __init__(self, network: nn.Module, **kwargs):
         super().__init__(feature=network, **kwargs)
+
+    def use_reference(self, reference) -> None:
+        """Take the real side from ``reference`` (:class:`~vqstack.evaluation.reference.ReferenceFeatures`: its
+        ``sum``, ``cov_sum`` and ``count`` are this metric's own real states, computed elsewhere or cached), instead
+        of feeding real images: ``update(real=True)`` then refuses them and ``reset()`` keeps the reference. Under
+        torch.distributed (syncing on compute) process 0 holds it and the others zeros, so the sums synced in
+        ``compute()`` are the reference's, once."""
+        if tuple(reference.sum.shape) != tuple(self.real_features_sum.shape):
+            raise ValueError(f"The reference features have {reference.sum.shape[0]} dimensions; this metric's network "
+                             f"gives {self.real_features_sum.shape[0]}.")
+        device = self.real_features_sum.device
+        holder = _share(self)[0] == 0
+        zeros = torch.zeros_like
+        self.real_features_sum = reference.sum.to(device, torch.float64) if holder else zeros(self.real_features_sum)
+        self.real_features_cov_sum = (reference.cov_sum.to(device, torch.float64) if holder
+                                      else zeros(self.real_features_cov_sum))
+        self.real_features_num_samples = torch.tensor(reference.count if holder else 0, dtype=torch.long,
+                                                      device=device)
+        self.reset_real_features = False  # torchmetrics' reset() then keeps the real states
+        self.has_reference = True
+        self._computed = None
+
+    def update(self, imgs: torch.Tensor, real: bool) -> None:
+        if real and self.has_reference:
+            raise ValueError("This Fréchet distance takes its real side from reference features (use_reference); "
+                             "feed it fake images only (real=False).")
+        super().update(imgs, real)
 
     def compute(self) -> torch.Tensor:
         counts = int(self.real_features_num_samples), int(self.fake_features_num_samples)
@@ -189,8 +218,28 @@ class PrecisionRecall(Metric):
         self.add_state("real_features", [], dist_reduce_fx="cat")
         self.add_state("fake_features", [], dist_reduce_fx="cat")
 
+    has_reference = False  # True once use_reference() gave the real features
+
+    def use_reference(self, reference) -> None:
+        """Take the real features from ``reference`` (:class:`~vqstack.evaluation.reference.ReferenceFeatures`)
+        instead of feeding real images: ``update(real=True)`` then refuses them and ``reset()`` keeps them. Under
+        torch.distributed (syncing on compute) each process holds its share, concatenated in ``compute()``."""
+        rank, world = _share(self)
+        self.real_features = [reference.features.tensor_split(world)[rank].to(self.device, torch.float32)]
+        self.has_reference = True
+        self._computed = None
+
     def update(self, images: torch.Tensor, real: bool) -> None:
+        if real and self.has_reference:
+            raise ValueError("Precision/recall takes its real features from a reference (use_reference); feed it "
+                             "fake images only (real=False).")
         (self.real_features if real else self.fake_features).append(self.network(images).float())
+
+    def reset(self) -> None:
+        kept = self.real_features if self.has_reference else None
+        super().reset()
+        if kept is not None:
+            self.real_features = kept
 
     def compute(self) -> dict[str, torch.Tensor]:
         from torch_fidelity.metric_prc import calculate_precision_recall_part
@@ -202,6 +251,14 @@ class PrecisionRecall(Metric):
         # torch-fidelity's argument order: generated first, real second
         precision, recall = calculate_precision_recall_part(fake, real, neighborhood=self.k)
         return {"precision": torch.tensor(precision), "recall": torch.tensor(recall)}
+
+
+def _share(metric: Metric) -> tuple[int, int]:
+    """(rank, world) among which ``metric``'s states are summed or concatenated in ``compute()``: (0, 1) unless
+    torch.distributed is running and the metric syncs."""
+    if metric.sync_on_compute and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def _collected(state) -> torch.Tensor:

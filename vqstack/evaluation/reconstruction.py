@@ -41,7 +41,7 @@ def update_reconstruction(suite: MetricSuite, tokenizer, images: torch.Tensor) -
 
 
 def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOKENIZER], *, data=None,
-                       split: str = "train", resolution: int | None = None, cache_dir=None,
+                       split: str = "train", resolution: int | None = None, cache_dir=None, references=None,
                        **options) -> dict[str, float]:
     """Reconstruction metrics of ``tokenizer`` over ``batches`` (tensors (B, 3, H, W) in [-1, 1] or ImageDataset
     batch dicts) -> {name: value}.
@@ -53,26 +53,40 @@ def evaluate_tokenizer(tokenizer, batches: Iterable, metrics=DEFAULT_METRICS[TOK
     held-out tagged images of ``data`` at ``resolution`` (default: the tokenizer's), not ``batches``, and add their
     flat numbers (``attr:<column>/real``, ...); the classifier is cached under the cache root ``cache_dir`` (default
     $VQSTACK_CACHE, else ~/.cache/vqstack).
-    :func:`~vqstack.evaluation.attributes.attribute_fidelity` gives the per-class report too."""
+    :func:`~vqstack.evaluation.attributes.attribute_fidelity` gives the per-class report too.
+
+    ``references``: the real side of the Fréchet distances and precision/recall ready-made
+    (:class:`~vqstack.evaluation.reference.ReferenceFeatures` of exactly the images ``batches`` holds, e.g. from
+    :func:`~vqstack.evaluation.reference.reference_features` with the same data, limit and resolution; one or a
+    list): the feature network then runs on the reconstructions only."""
     if isinstance(metrics, MetricSuite):
-        return evaluate_suite(tokenizer, batches, metrics)
+        return evaluate_suite(tokenizer, batches, metrics, references)
     requests = parse_metrics(metrics, options.get("features", DEFAULT_FEATURES))
     columns = attribute_columns(requests)
     if columns and data is None:
         raise ValueError(f"attr:{columns[0]} scores a tagged data set: pass data= (its images and tags, as --data "
                          f"takes them).")
     others = [request.key for request in requests if request.metric != "attr"]
-    values = evaluate_suite(tokenizer, batches, tokenizer_suite(tokenizer, others, **options)) if others else {}
+    values = (evaluate_suite(tokenizer, batches, tokenizer_suite(tokenizer, others, **options), references)
+              if others else {})
     for column in columns:
         values.update(attribute_fidelity(tokenizer, data, column, resolution=resolution, split=split,
                                          cache_dir=cache_dir).values)
     return values
 
 
-def evaluate_suite(tokenizer, batches: Iterable, suite: MetricSuite) -> dict[str, float]:
-    """Feed every batch to ``suite`` and compute it."""
+def evaluate_suite(tokenizer, batches: Iterable, suite: MetricSuite, references=None) -> dict[str, float]:
+    """Feed every batch to ``suite`` and compute it (``references``: see :func:`evaluate_tokenizer`)."""
     device = next(tokenizer.parameters()).device
     suite.to(device)
+    if references is not None:
+        from .reference import as_references
+
+        given = as_references(references)
+        if given is None:
+            raise ValueError(f"references must be ReferenceFeatures (one, or a list of them), got "
+                             f"{type(references).__name__}.")
+        suite.use_references(given)
     for batch in batches:
         update_reconstruction(suite, tokenizer, pixels(batch).to(device))
     return suite.compute()

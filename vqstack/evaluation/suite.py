@@ -7,6 +7,9 @@
     suite.update_tokens(tokens)                  # usage / perplexity
     suite.compute()                              # {"psnr": ..., "fd-vgg": ..., "usage": ..., "perplexity": ...}
     suite.networks                               # {"fd-vgg": "ST-LPIPS VGG16 (ImageNet, ...) ..."}
+
+    suite.use_reference(reference_features(data, "vgg16-stlpips", resolution=64))   # the real side, cached:
+    suite.update_sets(samples, real=False)       # update_sets(real=True) then skips fd-vgg and precision/recall
 """
 from __future__ import annotations
 
@@ -28,20 +31,65 @@ class MetricSuite(nn.Module):
     used. An ``nn.Module``, so ``suite.to(device)`` moves every metric and network."""
 
     def __init__(self, pairs: dict | None = None, sets: dict | None = None, tokens: dict | None = None,
-                 networks: dict[str, str] | None = None):
+                 networks: dict[str, str] | None = None, set_features: dict[str, str] | None = None,
+                 feature_networks: dict[str, nn.Module] | None = None):
         super().__init__()
         self.pairs = nn.ModuleDict(pairs or {})  # update(fake, real)
         self.sets = nn.ModuleDict(sets or {})  # update(images, real=bool)
         self.tokens = nn.ModuleDict(tokens or {})  # update(indices)
         self.networks = dict(networks or {})
+        self.set_features = dict(set_features or {})  # sets key -> features name ("fd-vgg" -> "vgg16-stlpips")
+        # features name -> the network instance the sets metrics share (a plain dict: they own it as a submodule)
+        self.feature_networks = dict(feature_networks or {})
+
+    @property
+    def reference_networks(self) -> list[str]:
+        """The features networks whose real-image features the sets metrics need (what
+        :meth:`use_reference` can take from a cache)."""
+        return sorted(set(self.set_features.values()))
+
+    def use_reference(self, reference) -> None:
+        """Give every sets metric on ``reference.network`` its real side from ``reference``
+        (:class:`~vqstack.evaluation.reference.ReferenceFeatures`, e.g. cached); real images are then no longer
+        fed to them. The reference must come from the same network (class, description, weights) as this suite's."""
+        keys = [key for key, name in self.set_features.items() if name == reference.network]
+        if not keys:
+            raise ValueError(f"No metric of this suite uses the {reference.network!r} features (it uses "
+                             f"{', '.join(self.reference_networks) or 'none'}).")
+        made_with = (reference.info or {}).get("key")
+        network = self.feature_networks.get(reference.network)
+        if made_with and network is not None:
+            from .reference import network_identity
+
+            ours = network_identity(reference.network, network)
+            differ = [name for name, value in ours.items() if made_with.get(name) != value]
+            if differ:
+                raise ValueError(f"The reference features of {reference.network!r} were computed with another "
+                                 f"network ({', '.join(differ)} differ: {made_with.get('network_description')!r} "
+                                 f"against this suite's {ours['network_description']!r}).")
+        for key in keys:
+            self.sets[key].use_reference(reference)
+
+    def use_references(self, references) -> None:
+        """:meth:`use_reference` for each of ``references``; every features network the sets metrics use must get
+        one (a metric fed no real image would fail later, less clearly)."""
+        for reference in references:
+            self.use_reference(reference)
+        missing = sorted(set(self.reference_networks) - {reference.network for reference in references})
+        if missing:
+            raise ValueError(f"No reference features given for {', '.join(missing)} (given: "
+                             f"{', '.join(r.network for r in references)}); pass one per features network.")
 
     def update_pairs(self, fake: torch.Tensor, real: torch.Tensor) -> None:
         for metric in self.pairs.values():
             metric.update(fake, real)
 
     def update_sets(self, images: torch.Tensor, real: bool) -> None:
+        """Feed an image set; real images skip the metrics that took their real side from :meth:`use_reference`
+        (their network does not run on them)."""
         for metric in self.sets.values():
-            metric.update(images, real=real)
+            if not (real and getattr(metric, "has_reference", False)):
+                metric.update(images, real=real)
 
     def update_tokens(self, indices: torch.Tensor) -> None:
         for metric in self.tokens.values():
@@ -83,7 +131,7 @@ def build_suite(metrics, *, features: str = DEFAULT_FEATURES, codebook_size: int
     paths = required_weights(requests, given, fid_weights, lpips_weights, lpips_net)
     options = {"sync_on_compute": sync_on_compute}
     built = {}  # features name -> SharedFeatures: one network instance (and forward) per image batch for all
-    pairs, sets, tokens, descriptions = {}, {}, {}, {}
+    pairs, sets, tokens, descriptions, set_features = {}, {}, {}, {}, {}
     for request in requests:
         if request.metric in ("psnr", "ssim"):
             pairs[request.key] = pixel_metric(request.metric, options)
@@ -105,12 +153,14 @@ def build_suite(metrics, *, features: str = DEFAULT_FEATURES, codebook_size: int
             network = shared_features(request.network, built, given, paths)
             if "precision" not in sets:  # one metric computes both
                 sets["precision"] = _metrics().PrecisionRecall(network, k=k, **options)
+                set_features["precision"] = request.network
             descriptions["precision"] = descriptions["recall"] = f"{network.description}; k={k} neighbours"
         else:  # a Fréchet distance: rfid, gfid, fd-*
             network = shared_features(request.network, built, given, paths)
             sets[request.key] = _metrics().FrechetDistance(network, **options)
+            set_features[request.key] = request.network
             descriptions[request.key] = network.description
-    return MetricSuite(pairs, sets, tokens, descriptions)
+    return MetricSuite(pairs, sets, tokens, descriptions, set_features, built)
 
 
 def _metrics():
