@@ -112,10 +112,8 @@ def save_grid(path: str, clean: torch.Tensor, results: dict, columns: int = 8) -
     rows = []
     for answers_of_case in results.values():
         rows += [answers_of_case[name][:columns] for name in answers_of_case] + [clean[:columns]]
-    images = to_pil(torch.cat(rows))
-    side = images[0].width * 2
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    make_grid_image([im.resize((side, side), Image.NEAREST) for im in images], columns=columns).save(path)
+    make_grid_image(to_pil(torch.cat(rows)), columns=columns, zoom=2).save(path)
 
 
 def main(argv=None) -> dict:

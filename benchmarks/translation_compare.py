@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter
+from PIL import ImageFilter
 
 import vqstack
 from vqstack.conditions.reference import with_reference
@@ -154,37 +154,34 @@ def compare(judge: Judge, answers: Answers, lines: torch.Tensor, diversity_faces
     reference_hair = judge.hair_of(references)
     labels = [f"{colours[c]} hair" for c in requested.tolist()]
     reference_labels = [f"{colours[c]} hair" for c in reference_hair.tolist()]
-    methods = {
-        "translator": lambda seed: answers.translate(lines, seed=seed),
-        "translator+tags": lambda seed: answers.translate(lines, labels, seed=seed),
-        "translator+reference": lambda seed: answers.translate(lines, references=references, seed=seed),
-        "translator+tags+reference": lambda seed: answers.translate(lines, reference_labels, references, seed=seed),
-        "pix2pix": lambda seed: answers.baseline(lines, seed=seed),
+    methods = {  # name: (tags, references); None: the baseline
+        "translator": (None, None),
+        "translator+tags": (labels, None),
+        "translator+reference": (None, references),
+        "translator+tags+reference": (reference_labels, references),
+        "pix2pix": None,
     }
+
+    def run(name: str, rows: int, seed: int) -> torch.Tensor:
+        """The answers of method ``name`` for the first ``rows`` faces."""
+        if methods[name] is None:
+            return answers.baseline(lines[:rows], seed=seed)
+        tags, refs = methods[name]
+        return answers.translate(lines[:rows], None if tags is None else tags[:rows],
+                                 None if refs is None else refs[:rows], seed=seed)
+
     report, images = {}, {}
-    for name, run in methods.items():
-        answer = run(0)
-        images[name] = answer
+    for name in methods:
+        answer = images[name] = run(name, count, 0)
         hair = judge.hair_of(answer)
         asked = reference_hair if name == "translator+tags+reference" else requested
         report[name] = {**judge.score(answer),
                         "hair_hit": round(float((hair == asked).float().mean()), 3),
                         "reference_agreement": round(float((hair == reference_hair).float().mean()), 3)}
-        head = lines[:diversity_faces]
-        extra = [run_on(head, name, answers, labels[:diversity_faces], references[:diversity_faces],
-                        reference_labels[:diversity_faces], seed) for seed in (1, 2, 3)]
+        extra = [run(name, diversity_faces, seed) for seed in (1, 2, 3)]
         report[name]["diversity"] = judge.diversity([answer[:diversity_faces], *extra])
         print(json.dumps({name: report[name]}), flush=True)
     return report, images
-
-
-def run_on(lines, name, answers: Answers, labels, references, reference_labels, seed):
-    if name == "pix2pix":
-        return answers.baseline(lines, seed=seed)
-    tags = {"translator": None, "translator+tags": labels, "translator+reference": None,
-            "translator+tags+reference": reference_labels}[name]
-    refs = references if "reference" in name else None
-    return answers.translate(lines, tags, refs, seed=seed)
 
 
 def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float], seed: int,
@@ -221,19 +218,15 @@ def edit_report(pipe, judge: Judge, faces: torch.Tensor, strengths: list[float],
         }
         print(json.dumps({f"edit strength {strength:g}": report[f"strength_{strength:g}"]}), flush=True)
     if grid:  # rows: the input, then each strength
-        pictures = to_pil(torch.cat(shown))
-        side = pictures[0].width * 2
-        make_grid_image([p.resize((side, side), Image.NEAREST) for p in pictures], columns=columns).save(grid)
+        make_grid_image(to_pil(torch.cat(shown)), columns=columns, zoom=2).save(grid)
     return report
 
 
 def save_grid(path: str, faces, lines, images: dict, columns: int = 8) -> None:
     rows = [lines[:columns].expand(-1, 3, -1, -1)] + [images[name][:columns] for name in images] + [faces[:columns]]
     rows.insert(3, faces.roll(-1, 0)[:columns])  # the reference faces, before the answers that used them
-    pictures = to_pil(torch.cat(rows))
-    side = pictures[0].width * 2
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    make_grid_image([p.resize((side, side), Image.NEAREST) for p in pictures], columns=columns).save(path)
+    make_grid_image(to_pil(torch.cat(rows)), columns=columns, zoom=2).save(path)
 
 
 def main(argv=None) -> dict:

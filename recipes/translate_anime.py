@@ -49,14 +49,8 @@ from vqstack.data.tokens import source_rows
 from vqstack.pipelines.images import make_grid_image, to_pil
 from vqstack.priors import build_prior
 from vqstack.training.loop import Trainer, add_loop_arguments
-from vqstack.training.priors import condition_of, export_prior, prepare_tokens, validation_loss
+from vqstack.training.priors import PRESETS, condition_of, export_prior, prepare_tokens, validation_loss
 from vqstack.training.runtime import UsageError, run_recipe, usage_errors
-
-PRESETS = {  # the prior recipe's sizes
-    "tiny": {"dim": 64, "depth": 2, "heads": 2, "batch_size": 32, "lr": 1e-3},
-    "small": {"dim": 256, "depth": 4, "heads": 4, "batch_size": 64, "lr": 1e-3},
-    "base": {"dim": 512, "depth": 8, "heads": 8, "batch_size": 64, "lr": 3e-4},
-}
 
 
 def build_parser(description: str = __doc__) -> argparse.ArgumentParser:

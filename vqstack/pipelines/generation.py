@@ -32,18 +32,26 @@ def recorded_tokenizer(prior_dir) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def warn_if_other_tokenizer(tokenizer_dir, prior_dir) -> None:
-    """A UserWarning when the prior was trained on another tokenizer's tokens: its samples would decode to noise."""
+def other_tokenizer(tokenizer_dir, prior_dir) -> str | None:
+    """Why the prior does not fit ``tokenizer_dir`` when its ``tokens_info.json`` records another tokenizer's
+    weights (both named, with their sha256), else None."""
     info = recorded_tokenizer(prior_dir)
     recorded = info.get("tokenizer_sha256")
     if not recorded:
-        return
+        return None
     actual = weights_sha256(tokenizer_dir)
-    if actual != recorded:
-        trained_on = info.get("tokenizer_path", "another tokenizer")
-        warnings.warn(f"The prior in {prior_dir} was trained on the tokens of {trained_on} (sha256 {recorded[:12]}), "
-                      f"not of the tokenizer in {tokenizer_dir} (sha256 {actual[:12]}), so its images will likely "
-                      f"be noise.", UserWarning, stacklevel=3)
+    if actual == recorded:
+        return None
+    trained_on = info.get("tokenizer_path") or "another tokenizer"
+    return (f"The prior in {prior_dir} was trained on the tokens of {trained_on} (sha256 {recorded[:12]}), not of "
+            f"the tokenizer in {tokenizer_dir} (sha256 {actual[:12]})")
+
+
+def warn_if_other_tokenizer(tokenizer_dir, prior_dir) -> None:
+    """A UserWarning when the prior was trained on another tokenizer's tokens: its samples would decode to noise."""
+    problem = other_tokenizer(tokenizer_dir, prior_dir)
+    if problem:
+        warnings.warn(f"{problem}, so its images will likely be noise.", UserWarning, stacklevel=3)
 
 
 def check_tokenizer_dir(tokenizer_dir) -> None:

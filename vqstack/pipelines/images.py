@@ -23,8 +23,11 @@ def from_pil(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     return (pil_to_tensor(to_rgb(image).resize(size[::-1], Image.BICUBIC)).float() / 127.5 - 1)[None]
 
 
-def make_grid_image(images: list[Image.Image], columns: int | None = None, padding: int = 2) -> Image.Image:
-    """Paste equally sized images into one grid image."""
+def make_grid_image(images: list[Image.Image], columns: int | None = None, padding: int = 2,
+                    zoom: int = 1) -> Image.Image:
+    """Paste equally sized images into one grid image, each enlarged ``zoom`` times (nearest: pixels stay sharp)."""
+    if zoom != 1:
+        images = [image.resize((image.width * zoom, image.height * zoom), Image.NEAREST) for image in images]
     columns = columns or math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / columns)
     w, h = images[0].size

@@ -46,12 +46,12 @@ import torch
 from PIL import Image
 
 from ..core.modes import evaluating
-from ..core.serialization import load_component, weights_sha256
+from ..core.serialization import load_component
 from ..data.images import to_rgb
 from ..priors.sampling import generate_options, takes_argument
 from ..tokenizer import Tokenizer
 from .generation import (capitalised, check_recorded_downsample, check_stages, check_tokenizer_dir,
-                         recorded_grid, recorded_tokenizer)
+                         other_tokenizer, recorded_grid, recorded_tokenizer)
 from .images import composite, from_pil, input_pixels, to_pil
 
 DRAWING_CONDITIONS = ("lineart",)  # conditions whose user input is a drawing (drawing_to_condition), not a photo
@@ -207,14 +207,10 @@ class TranslatePipeline:
         check_recorded_downsample(info, grid, tokenizer, tokenizer_dir, prior_dir)
         names = (f"the tokenizer in {tokenizer_dir}", f"the prior in {prior_dir}")
         check_stages(tokenizer, prior, grid, *names, trained_with=info.get("tokenizer_path"))
-        recorded = info.get("tokenizer_sha256")
-        if recorded:
-            actual = weights_sha256(tokenizer_dir)
-            if actual != recorded:
-                trained_on = info.get("tokenizer_path") or "another tokenizer"
-                raise ValueError(f"The prior in {prior_dir} was trained on the tokens of {trained_on} (sha256 "
-                                 f"{recorded[:12]}), not of the tokenizer in {tokenizer_dir} (sha256 {actual[:12]}): "
-                                 f"give the tokenizer it was trained with ({trained_on}).")
+        problem = other_tokenizer(tokenizer_dir, prior_dir)
+        if problem:  # its tokens would decode to noise: refused here, where Pipeline only warns
+            raise ValueError(f"{problem}: give the tokenizer it was trained with "
+                             f"({info.get('tokenizer_path') or 'see its tokens_info.json'}).")
         return cls(tokenizer, prior, grid, condition=condition, names=names)
 
     # --- what it is ---------------------------------------------------------------------------------------------

@@ -17,6 +17,13 @@ from ..data.tokens import INFO_NAME, encode_dataset, load_token_dataset
 from ..evaluation.generation import mean_prior_loss
 from .runtime import UsageError
 
+# transformer sizes of the prior recipes (recipes/prior_anime.py, recipes/translate_anime.py)
+PRESETS = {
+    "tiny": {"dim": 64, "depth": 2, "heads": 2, "batch_size": 32, "lr": 1e-3},
+    "small": {"dim": 256, "depth": 4, "heads": 4, "batch_size": 64, "lr": 1e-3},  # ~3M parameters: CPU runs
+    "base": {"dim": 512, "depth": 8, "heads": 8, "batch_size": 64, "lr": 3e-4},  # ~25M parameters
+}
+
 
 def condition_of(row: dict, attributes: list[str], class_column: str | None):
     """A data row's condition as the prior takes it: a class id, a tag string, or None (null condition)."""
