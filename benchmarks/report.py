@@ -271,22 +271,27 @@ CACHES = {"preallocated": "", "dynamic": ", DynamicCache", "static": ", StaticCa
 def sampling_speed(result: dict, record: dict) -> str:
     rows = [[f"batch {r['batch']}{', CFG' if r['cfg'] else ''}{CACHES.get(r['cache'], ', ' + r['cache'])}",
              r["tokens"], r["seconds"], r["tokens_per_s"], r["images_per_s"], r["gflops_achieved"],
-             f"{r['x_floor']} ({r['floor_bound']})"] for r in result["results"]]
+             f"{r['x_floor']} ({r['floor_bound']})", r.get("x_gemm", "")] for r in result["results"]]
     s = result["summary"]
-    cfg64 = f", {s['cfg_cost_batch64']}× at batch 64" if "cfg_cost_batch64" in s else ""
     model = result["model"]
+    batches = sorted({int(key[5:].split("_")[0]) for key in s if key.startswith("batch") and "_x_floor" in key})
+    goals = "; ".join(f"batch {b}: {s[f'batch{b}_x_floor']}× unguided, {s[f'batch{b}_cfg_x_floor']}× CFG "
+                      f"(target ≤ {s['x_floor_target_batch64'] if b == 64 else s['x_floor_target']:g})"
+                      for b in batches if f"batch{b}_x_floor" in s)
+    cfg = ", ".join(f"{s[key]}× at batch {key.removeprefix('cfg_cost_batch')}" for key in s
+                    if key.startswith("cfg_cost_batch"))
+    forward = (f" LlamaModel.forward with DynamicCache takes {s['transformers_forward_x_batch8']}× our decode step's "
+               f"time at batch 8." if "transformers_forward_x_batch8" in s else "")
     return "\n\n".join([
         f"{model['depth']} layers, width {model['dim']}, vocab {model['vocab_size']}, {model['seq_len']} tokens per "
         f"image, {result['dtype']} on {result['device']} ({result['device_name']}), {result['threads']} threads, "
         f"best of {result['reps']} run(s). Floors measured in the same run: matmul {result['matmul_gflops']} GFLOPS, "
         f"memory {result['memory_gbps']} GB/s; CPU pressure {result.get('cpu_pressure_before')} before and "
         f"{result.get('cpu_pressure_after')} after (0 = no other process waited for a CPU).",
-        table(["case", "tokens", "seconds", "tokens/s", "images/s", "GFLOPS", "× floor (bound)"], rows),
-        f"Batch 8: {s['batch8_seconds']} s (target ≲ {s['batch8_target_seconds']:g} s), {s['batch8_x_floor']}× its "
-        f"floor (target ≤ {s['x_floor_target']:g}). KV cache vs no cache at batch 8, over the first "
-        f"{s['cache_speedup_over_tokens']} tokens: {s['cache_speedup_batch8']}× (target ≥ "
-        f"{s['cache_speedup_target']:g}×). CFG cost: {s['cfg_cost_batch8']}× at batch 8{cfg64} (target ≤ "
-        f"{s['cfg_cost_target']}×)."])
+        table(["case", "tokens", "seconds", "tokens/s", "images/s", "GFLOPS", "× floor (bound)", "× matmuls"], rows),
+        f"× floor: {goals}. CFG cost: {cfg} (target ≤ {s['cfg_cost_target']}×). KV cache vs no cache at batch 8, "
+        f"over the first {s['cache_speedup_over_tokens']} tokens: {s['cache_speedup_batch8']}× (target ≥ "
+        f"{s['cache_speedup_target']:g}×).{forward}"])
 
 
 def hair_colour(result: dict, record: dict) -> str:
@@ -447,6 +452,25 @@ def restoration_compare(result: dict, record: dict) -> str:
 
 
 # --- the page: static text around each benchmark's tables -------------------------------------------------------
+
+def quality_time(result: dict, record: dict) -> str:
+    def setting(chosen: dict) -> str:
+        return f"T {chosen['temperature']:g}" if "temperature" in chosen else f"{chosen['steps']} passes"
+
+    batches = [str(b) for b in result["batches"]]
+    rows = [[r["prior"], setting(r), r["fd_vgg"],
+             r["token_nll"]] + [r["seconds_per_image"][b] for b in batches] for r in result["rows"]]
+    regimes = [f"batch {b}: {v['faster']} is faster at FD-VGG ≤ {v['fd_vgg_within']:g} ("
+               + ", ".join(f"{name} {t} s/image at {setting(v['settings'][name])}"
+                           for name, t in v["seconds_per_image"].items() if t is not None) + ")"
+               for b, v in result["regimes"].items()]
+    return "\n\n".join([
+        f"{result['n']} samples per setting, {result['machine']}, torch {result['torch']}; decoding by the tokenizer "
+        f"(not counted above): " + ", ".join(f"{t} s/image at batch {b}" for b, t in
+                                             result["decode_s_per_image"].items()) + ".",
+        table(["prior", "setting", "FD-VGG", "token NLL (ar)"] + [f"s/image, batch {b}" for b in batches], rows, 2),
+        "Equal quality (within 5 % of the best FD-VGG either prior reached): " + "; ".join(regimes) + "."])
+
 
 TRAINED = " --tokenizer DIR --prior DIR"
 
@@ -612,6 +636,14 @@ exceeds ar's measured time (floor / ar s > 1).
 On a GPU, ar's 256 sequential steps are latency-bound and maskgit's 8–12 large passes are not, which is where
 MaskGIT's published speed-ups come from; not measured here (no GPU lent)."""),
 
+    Section("Quality against time: ar temperatures, maskgit passes", """
+`benchmarks/quality_time.py`: a trained `ar` and a trained `maskgit` prior over the same tokenizer sample without
+labels or guidance; per setting FD-VGG of the samples against the real faces, the token NLL of the samples under the
+ar prior (it favours low temperatures: read it beside FD-VGG) and the seconds per image at each batch size.
+docs/generation.md plots it and says which prior to pick where.""",
+            quality_time, fixed("the other prior at the same batch size"), [("quality_time", None)],
+            needs=TRAINED + " --maskgit DIR"),
+
     Section("Inpainting the hair: ar against maskgit", """
 `benchmarks/inpaint_maskgit_vs_ar.py`: the faces the prior recipe held out lose the top third of their token grid
 (the hair) and each prior fills it, unconditioned, one sample per face with the same seeds; the original is pasted
@@ -635,27 +667,40 @@ ST-LPIPS (VGG) and FD-VGG against the clean faces, every answer through 8 bits. 
 
 STARTUP = """## Start-up
 
-Wall-clock time of what a user types, median of 5 runs after one warm-up, before (commit 80526c2:
-everything imported by `import vqstack`, `--device` defaults asking torch for CUDA) and after (names imported
-on first use, `--device` resolved when a command runs). Measured by hand, not by `run_all.py`.
+Wall-clock time of what a user types, median of 5 runs after one warm-up: before (commit 80526c2: everything
+imported by `import vqstack`, `--device` defaults asking torch for CUDA), after (names imported on first use,
+`--device` resolved when a command runs), and now (also: every plugin registers its components as
+`"package.module:Class"` strings, imported when first built, and its package exports its names lazily).
+Measured by hand, not by `run_all.py`.
 
-| command | before | after |
-|---|---:|---:|
-| `vqstack --help` | 4.28 s | 0.059 s |
-| `vqstack sample --help` | 4.14 s | 0.065 s |
-| `python -c "import vqstack"` | 3.85 s | 0.022 s |
-| `vqstack plugins` | 4.32 s | 4.27 s |
-| for scale: `python -c pass` / `python -c "import torch"` | | 0.019 s / 1.36 s |
+| command | before | after | now |
+|---|---:|---:|---:|
+| `vqstack --help` | 4.28 s | 0.059 s | 0.11 s |
+| `vqstack sample --help` | 4.14 s | 0.065 s | 0.15 s |
+| `python -c "import vqstack"` | 3.85 s | 0.022 s | 0.08 s |
+| `vqstack plugins` | 4.32 s | 4.27 s | 0.20 s |
+| for scale: `python -c pass` / `python -c "import torch"` | | 0.019 s / 1.36 s | 0.04 s / 2.20 s |
 
-`--help` now imports only `vqstack`, `vqstack.core` and pluggy (about 37 ms of imports; `tests/test_startup.py` fails
-if any `--help` imports torch). `vqstack plugins` still loads every built-in plugin module, which imports torch
-(1.4 s here) and, through `vqstack.priors.ar`, transformers (about 2.2 s, half of it torchvision and `torch._dynamo`,
-which `transformers.video_utils` pulls in); that, not the CLI, is its floor.
+The "now" column ran while the machine also ran a training (load average 3.2–3.4 on its 2 cores): the scale row shows
+everything about 1.6 times slower than in the "after" run, which is why `--help` looks slower there; it imports the
+same modules as then (and the small `vqstack.core.lazy`). Back to back with it, the code before registering by
+reference took 7.94 s for `vqstack plugins` (against 0.20 s), so the gain is about 40 times at equal load.
 
-Machine: AMD EPYC (Zen 4), 2 logical cores, no GPU, shared with a benchmark run (load average 2.7–2.9);
-python 3.11.7, torch 2.14.1, transformers 5.25.0. 2026-12-07. To reproduce (median of the 5):
+`--help` imports only `vqstack`, `vqstack.core` and pluggy (about 37 ms of imports; `tests/test_startup.py` fails if
+any `--help` imports torch). `vqstack plugins` used to import torch (1.4 s here) through every built-in plugin module
+and, through `vqstack.priors.ar`, transformers (about 2.2 s, half of it torchvision and `torch._dynamo`, which
+`transformers.video_utils` pulls in); the plugins in `plugins/` imported torch too, through their packages and
+`vqstack.api`. Now the built-ins (`vqstack.quantizers`, ..., `vqstack.evaluation` for the `features` kind) and the
+three plugins register `"module:Class"` strings, imported when a component is first built; their packages and
+`vqstack.api` import their names on first use (`vqstack.api.lazy_exports`), and listing imports neither torch nor
+transformers (`tests/test_startup.py` fails if it does, with the built-ins alone and with `plugins/`). docs/plugins.md
+("Registering by reference") shows a plugin how.
+
+Machine: AMD EPYC (Zen 4), 2 logical cores, no GPU; python 3.11.7, torch 2.14.1, transformers 5.25.0. Before and
+after: 2026-12-07, shared with a benchmark run (load average 2.7–2.9). Now: 2026-12-08, shared with a training run.
+To reproduce (median of the 5):
 
 ```
-for i in 1 2 3 4 5 6; do /usr/bin/time -f %e .venv/bin/vqstack --help > /dev/null; done   # drop the first
-python -X importtime -m vqstack.cli --help 2>&1 >/dev/null | sort -t'|' -k2 -n | tail   # what it imports
+for i in 1 2 3 4 5 6; do /usr/bin/time -f %e .venv/bin/vqstack plugins > /dev/null; done   # drop the first
+python -X importtime -c "from vqstack.cli import main; main(['plugins'])" 2>&1 >/dev/null | sort -t'|' -k2 -n | tail
 ```"""

@@ -89,6 +89,11 @@ def benchmarks(args) -> list[Benchmark]:
                   skip=no_trained),
         Benchmark("maskgit_sampling", "sampling_speed", ["benchmarks/sampling_speed.py", *device, "--maskgit-only",
                   "--reps", "1" if quick else "3"], "--json-out"),
+        Benchmark("quality_time", "quality_time", [
+                  "benchmarks/quality_time.py", *device, "--tokenizer", str(args.tokenizer), "--ar", str(args.prior),
+                  "--maskgit", str(maskgit), "--data", ANIME]
+                  + (["--quick"] if quick else ["--plot", f"docs/images/quality-time-{args.device}.png"]), "--json-out",
+                  skip=no_trained or (None if maskgit else "needs --maskgit DIR (a trained maskgit prior)")),
         Benchmark("inpaint_maskgit_vs_ar", "inpaint_maskgit_vs_ar", [
                   "benchmarks/inpaint_maskgit_vs_ar.py", "--tokenizer", str(args.tokenizer), "--ar", str(args.prior),
                   "--maskgit", str(maskgit), "--data", ANIME]

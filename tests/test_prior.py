@@ -5,7 +5,8 @@ import torch
 import vqstack
 import vqstack.priors
 from vqstack.priors import ARPrior, process_logits
-from vqstack.priors.sampling import KVCacheStepper, sample_tokens
+from vqstack.priors.sampling import sample_tokens
+from vqstack.priors.steppers import KVCacheStepper
 
 TINY = ARPrior.example_kwargs()  # vocab 32, seq_len 16, dim 32, depth 2, heads 2, 3 classes
 ATTRIBUTES = {"hair": ["blue", "red", "blonde"], "eyes": ["red", "green"]}
@@ -240,8 +241,7 @@ def test_top_k_1_is_greedy():
 def test_cfg_feeds_the_same_token_to_both_halves():
     prior = random_head(build())
     calls = []
-    prior.backbone.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].clone()),
-                                             with_kwargs=True)
+    prior.backbone.embed_tokens.register_forward_pre_hook(lambda m, args: calls.append(args[0].clone()))
     samples = prior.generate(3, labels=[0, 1, 2], cfg_scale=4.0, top_k=8, generator=seeded())
     prefill, *steps = calls
     assert torch.equal(prefill[:, 0], torch.tensor([32, 33, 34, 35, 35, 35]))  # [conditional; null] halves

@@ -8,6 +8,7 @@ import torch
 import vqstack
 from vqstack.conformance import check_component
 from vqstack.priors import ARPrior, build_prior, generate_options, prior_arguments
+from vqstack.priors.decode import LlamaDecoder
 
 TINY = ARPrior.example_kwargs()  # vocab 32, seq_len 16 (4x4 grid), dim 32, depth 2, heads 2, 3 classes
 GRAY = {"name": "grayscale", "kwargs": {}}
@@ -34,12 +35,30 @@ def seeded(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+class RecordEmbeddings:
+    """Every inputs_embeds the backbone's forward (training, the reference steppers) or the sampling decode step
+    (decode.py) receives, in order, None for token ids; ``remove()`` stops recording."""
+
+    def __init__(self, prior):
+        self.seen, self.original = [], LlamaDecoder.__call__
+        self.hook = prior.backbone.register_forward_pre_hook(
+            lambda module, args, kwargs: self.seen.append(kwargs.get("inputs_embeds")), with_kwargs=True)
+
+        def call(decoder, inputs):
+            self.seen.append(inputs if inputs.is_floating_point() else None)
+            return self.original(decoder, inputs)
+
+        LlamaDecoder.__call__ = call
+
+    def remove(self) -> None:
+        self.hook.remove()
+        LlamaDecoder.__call__ = self.original
+
+
 def record_embeddings(prior):
-    """Every inputs_embeds the backbone receives, in order; returns (list, hook handle)."""
-    seen = []
-    handle = prior.backbone.register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs.get("inputs_embeds")), with_kwargs=True)
-    return seen, handle
+    """(list of what the model received, handle with remove())."""
+    recording = RecordEmbeddings(prior)
+    return recording.seen, recording
 
 
 # --- building -------------------------------------------------------------------------------------------------------

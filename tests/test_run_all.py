@@ -37,11 +37,14 @@ RESULTS = {
         "model": {"vocab_size": 1024, "seq_len": 256, "dim": 512, "depth": 8}, "dtype": "float32", "device": "cpu",
         "device_name": "x86_64", "threads": 2, "reps": 1, "matmul_gflops": 381.0, "memory_gbps": 24.3,
         "cpu_pressure_before": 0.0, "cpu_pressure_after": 0.0,
-        "summary": {"batch8_seconds": 2.89, "batch8_target_seconds": 3.0, "batch8_x_floor": 1.9,
-                    "x_floor_target": 3.0, "cache_speedup_batch8": 20.2, "cache_speedup_over_tokens": 64,
-                    "cache_speedup_target": 10.0, "cfg_cost_batch8": 1.64, "cfg_cost_target": 2.2},
+        "summary": {"x_floor_target": 1.3, "x_floor_target_batch64": 1.2, "cfg_cost_target": 1.2,
+                    "batch1_x_floor": 1.5, "batch1_cfg_x_floor": 1.6, "batch8_x_floor": 1.9,
+                    "batch8_cfg_x_floor": 1.7, "batch8_seconds": 2.89, "cache_speedup_batch8": 20.2,
+                    "cache_speedup_over_tokens": 64, "cache_speedup_target": 10.0, "cfg_cost_batch1": 1.1,
+                    "cfg_cost_batch8": 1.64},
         "results": [{"batch": 8, "cfg": cfg, "cache": cache, "tokens": 64, "seconds": 2.89, "tokens_per_s": 708.0,
-                     "images_per_s": 2.77, "gflops_achieved": 50.0, "x_floor": 1.9, "floor_bound": "memory"}
+                     "images_per_s": 2.77, "gflops_achieved": 50.0, "x_floor": 1.9, "floor_bound": "memory",
+                     "x_gemm": 1.2}
                     for cfg, cache in ((False, "preallocated"), (True, "preallocated"), (False, "none"))]},
     "quantizer_shootout_anime": {
         "data": "../shared/data/anime-faces", "steps": 600, "batch_size": 32, "holdout": 512, "seed": 0, "threads": 2,
@@ -76,6 +79,18 @@ RESULTS = {
         "maskgit_vs_ar": {"parameters": {"ar": 28325888, "maskgit": 26407936}, "results": [
             {"batch": 8, "cfg": False, "maskgit_steps": 8, "maskgit_seconds": 5.978, "ar_seconds": 4.774,
              "ratio": 1.252, "ratio_target": 0.25, "maskgit_compute_floor_s": 4.895, "ratio_at_maskgit_floor": 1.025}]}},
+    "quality_time": {
+        "n": 256, "batches": [1, 8], "machine": "x86_64, 2 threads", "torch": "2.14.1",
+        "decode_s_per_image": {"1": 0.004, "8": 0.002},
+        "rows": [{"prior": "ar", "temperature": 1.0, "fd_vgg": 210.5, "token_nll": 5.61,
+                  "seconds_per_image": {"1": 0.031, "8": 0.009}},
+                 {"prior": "maskgit", "steps": 8, "fd_vgg": 215.0, "token_nll": 5.9,
+                  "seconds_per_image": {"1": 0.012, "8": 0.011}}],
+        "regimes": {"1": {"fd_vgg_within": 221.0, "faster": "maskgit",
+                          "seconds_per_image": {"ar": 0.031, "maskgit": 0.012},
+                          "settings": {"ar": {"temperature": 1.0}, "maskgit": {"steps": 8}}},
+                    "8": {"fd_vgg_within": 221.0, "faster": "ar", "seconds_per_image": {"ar": 0.009, "maskgit": 0.011},
+                          "settings": {"ar": {"temperature": 1.0}, "maskgit": {"steps": 8}}}}},
     "inpaint_maskgit_vs_ar": {
         "faces": 200, "image_size": [32, 32], "masked_token_rows": 3, "grid": [8, 8], "grid_file": "docs/g.png",
         **{name: {"st_lpips": 0.2, "seam_l1": 20.0, "fd_vgg": 100.0} for name in ("whole face through the tokenizer", "ar")},
@@ -97,7 +112,7 @@ def page(tmp_path):
     for name, result in RESULTS.items():
         command = ["python", f"benchmarks/{name}.py"] + (trained if name in ("hair_colour", "inpaint_candidates",
                                                                             "tokenizer_eval") else [])
-        if name == "inpaint_maskgit_vs_ar":
+        if name in ("inpaint_maskgit_vs_ar", "quality_time"):
             command += ["--tokenizer", "runs/tok", "--ar", "runs/prior", "--maskgit", "runs/maskgit"]
         if name == "restoration_compare":
             command += ["--tokenizer", "runs/tok", "--restorer", "runs/restorer"]
@@ -120,7 +135,10 @@ def test_every_table_and_machine_line(page):
                    "| batch 8 | 8 | 5.98 | 4.77 | 1.25 | 4.89 | 1.02 |",
                    "| maskgit | 0.15 | 12.5 | 80 | 0.5 |", "maskgit `runs/maskgit`",
                    "| blur2 | restorer f=0.5 | 20.5 | 0.55 | 0.153 | 90.1 |",
-                   "restorer `runs/restorer`; restoring takes 2.1 ms per image batched and 15.3 ms one by one"):
+                   "restorer `runs/restorer`; restoring takes 2.1 ms per image batched and 15.3 ms one by one",
+                   "| maskgit | 8 passes | 215 | 5.9 | 0.012 | 0.011 |",
+                   "batch 1: maskgit is faster at FD-VGG ≤ 221 (ar 0.031 s/image at T 1, maskgit 0.012 s/image at 8 passes)",
+                   "× floor: batch 1: 1.5× unguided, 1.6× CFG (target ≤ 1.3); batch 8: 1.9× unguided, 1.7× CFG"):
         assert header in page, header
     assert "| 256 | 693 ms | 707 ms | 5092 ms | 5511 ms | 0.136 / 0.139 (≤ 0.6) | 349 / 221 MB vs 6526 MB |" in page
     assert "| `vqpytorch` | 1 | 1.00 |" in page and "| green | 66 % |" not in page
@@ -146,7 +164,7 @@ def test_missing_failed_and_quick(page):
     assert "**failed:** `python benchmarks/train_speed.py` (exit status 1) on 2026-11-28 10:00:00 UTC" in page
     assert "ValueError: boom" in page
     assert "**--quick smoke test: reduced sizes, not benchmark numbers**" in page
-    assert page.count("full run") == 10  # all but the quick and the failed results
+    assert page.count("full run") == 11  # all but the quick and the failed results
     assert "> **Smoke test.**" in page  # at the top, since one result is quick
 
 
@@ -157,7 +175,8 @@ def test_every_benchmark_has_a_section():
     assert {bench.name for bench in run_all.benchmarks(args)} == names
     quick = run_all.benchmarks(argparse.Namespace(quick=True, device="cpu", tokenizer=None, prior=None))
     assert {b.name for b in quick if b.skip} == {"quantizer_shootout_cifar10", "hair_colour", "inpaint_candidates",
-                                                  "tokenizer_eval", "inpaint_maskgit_vs_ar", "restoration_compare"}
+                                                  "tokenizer_eval", "quality_time", "inpaint_maskgit_vs_ar",
+                                                  "restoration_compare"}
 
 
 def test_quick_page_names_the_quick_command(tmp_path):

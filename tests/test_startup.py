@@ -1,6 +1,7 @@
 """Start-up stays light: ``vqstack --help`` (and every ``vqstack <command> --help``) builds its parser without
-importing torch, ``import vqstack`` imports neither transformers nor the evaluation stack, and every public name
-still resolves (imported on first use). Each import check runs in a fresh interpreter: this one has torch loaded.
+importing torch, ``vqstack plugins`` lists every plugin without importing torch, ``import vqstack`` imports neither
+transformers nor the evaluation stack, and every public name still resolves (imported on first use). Each import
+check runs in a fresh interpreter: this one has torch loaded.
 
 Times are not asserted (shared machines are noisy); docs/benchmarks.md ("Start-up") has them and the commands."""
 from __future__ import annotations
@@ -77,6 +78,45 @@ def test_the_module_entry_point_prints_help_without_torch(argv):
     assert not {m for m in imported if m.split(".")[0] in HEAVY}
     text = " ".join(result.stdout.split())
     assert "--device DEVICE" not in text or "(default: cuda if present)" in text
+
+
+OUR_PLUGINS = {"example": "vqstack-example", "simvq": "vqstack-simvq", "maskgit": "vqstack-maskgit"}  # plugins/
+
+LIST_PLUGINS = f"""
+import contextlib, io, json, sys
+from vqstack.cli import main
+
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    assert main(["plugins"]) == 0
+print(json.dumps({{"output": out.getvalue(),
+                  "heavy": sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})}}))
+"""
+
+
+def other_installed_plugins() -> list[str]:
+    """Entry-point plugins installed here besides ours: blocked, since what they import is not vqstack's to fix."""
+    import importlib.metadata
+
+    names = {ep.name for ep in importlib.metadata.entry_points(group="vqstack")}
+    return sorted(names - set(OUR_PLUGINS))
+
+
+@pytest.mark.parametrize("plugins", ["built-ins only", "with plugins/"])
+def test_vqstack_plugins_imports_no_torch(plugins, monkeypatch):
+    """Listing plugins loads every plugin module but builds nothing: components registered as
+    ``"module:Class"`` strings are not imported (docs/plugins.md, "Registering by reference")."""
+    blocked = ["*"] if plugins == "built-ins only" else other_installed_plugins()
+    monkeypatch.setenv("VQSTACK_DISABLE_PLUGINS", ",".join(blocked))
+    result = loaded(LIST_PLUGINS)
+    for builtin in ("vqstack.quantizers", "vqstack.priors", "vqstack.evaluation", "vqstack.conditions"):
+        assert f"{builtin}  (vqstack " in result["output"]
+    if plugins == "with plugins/":  # installed here and in CI (pip install -e plugins/*)
+        for name, dist in OUR_PLUGINS.items():
+            assert f"{name}  ({dist} " in result["output"], result["output"]
+        assert "FAILED" not in result["output"], result["output"]
+    assert not result["heavy"], ("`vqstack plugins` must not import torch or other heavy packages: register "
+                                 f"components as 'package.module:Class' strings; it imported {result['heavy']}")
 
 
 def test_import_vqstack_imports_neither_transformers_nor_the_evaluation_stack():

@@ -292,12 +292,19 @@ def add_generation_options(p: argparse.ArgumentParser, cfg_scale: float = 1.0) -
 
 
 def add_eval_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tokenizer", required=True, type=Path, help="folder written by Tokenizer.save_pretrained")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="folder written by Tokenizer.save_pretrained (needed unless --samples gives the images; with "
+                        "--samples it is only checked against the folder's samples.json)")
     p.add_argument("--prior", type=Path, default=None,
-                   help="folder with a trained prior: evaluate its samples instead of the tokenizer's reconstructions")
+                   help="folder with a trained prior: evaluate its samples instead of the tokenizer's reconstructions "
+                        "(with --samples: checked against samples.json, and needed only for nll)")
+    p.add_argument("--samples", type=Path, default=None, metavar="DIR",
+                   help="score the images in DIR instead of sampling them: the folder `vqstack sample --out-dir` "
+                        "wrote (in sample order; it must be complete), or any folder of images of one square size "
+                        "(in name order). Image metrics: gfid, fd-*, precision, recall")
     p.add_argument("--data", required=True,
-                   help="images as the recipes read them (folder, 'dir/*.tar', parquet, Hub id); with --prior the "
-                        "reference images, or a token dataset folder (tokens_info.json) for nll")
+                   help="images as the recipes read them (folder, 'dir/*.tar', parquet, Hub id); with --prior or "
+                        "--samples the reference images, or a token dataset folder (tokens_info.json) for nll")
     p.add_argument("--split", default="train", help="dataset split (default: train)")
     p.add_argument("--no-reference-cache", dest="reference_cache", action="store_false",
                    help="compute the real images' features for fd-*/rfid/gfid/precision/recall anew and do not cache "
@@ -329,7 +336,9 @@ def add_eval_options(p: argparse.ArgumentParser) -> None:
                    help="torchvision ImageNet checkpoint of the LPIPS backbone (default: the torch hub cache)")
     p.add_argument("--lpips-net", default="alex", choices=["alex", "vgg", "squeeze"],
                    help="LPIPS backbone (default: alex, the lpips package's metric setting)")
-    p.add_argument("--num-samples", type=int, default=1000, help="prior evaluation: images to sample (default: 1000)")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="prior evaluation: images to sample (default: 1000); with --samples: score the folder's "
+                        "first N (default: all)")
     p.add_argument("--labels", default=None,
                    help='prior evaluation: condition of the samples, e.g. "blue hair,red eyes"; several separated '
                         'by ";" are used in turn (default: none)')

@@ -468,6 +468,15 @@ def check_component(kind: str, name: str, **overrides) -> None:
 UNAVAILABLE = (FileNotFoundError, ModuleNotFoundError)
 
 
+def unavailable(err: BaseException) -> bool:
+    """Whether ``err`` says this machine lacks something; a component registered by reference whose module needs a
+    package that is not installed fails to import as a ComponentImportError caused by a ModuleNotFoundError."""
+    from .core.registry import ComponentImportError
+
+    return isinstance(err, UNAVAILABLE) or (isinstance(err, ComponentImportError)
+                                            and isinstance(err.__cause__, ModuleNotFoundError))
+
+
 @dataclass
 class CheckResult:
     """How the conformance check of one registered component went."""
@@ -497,11 +506,11 @@ def check_result(kind: str, name: str) -> CheckResult:
     torch.manual_seed(0)
     try:
         component = build_example(kind, name)
-    except UNAVAILABLE as err:
-        result.status, result.reason = "skipped", f"cannot build here: {one_line(err)}"
-        return result
     except Exception as err:
-        result.status, result.reason = "failed", f"cannot build with example_kwargs(): {one_line(err)}"
+        if unavailable(err):
+            result.status, result.reason = "skipped", f"cannot build here: {one_line(err)}"
+        else:
+            result.status, result.reason = "failed", f"cannot build with example_kwargs(): {one_line(err)}"
         return result
     try:
         CHECKS[kind](component)

@@ -1,17 +1,29 @@
 """Built-in encoders and decoders, registered through the same hooks a third-party plugin uses."""
-from vqstack.core.hookspecs import hookimpl
+from typing import TYPE_CHECKING
 
-from .blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample
-from .conv import Decoder, Encoder
+from vqstack.core.hookspecs import hookimpl
+from vqstack.core.lazy import lazy_exports
 
 __all__ = ["Encoder", "Decoder", "ResnetBlock", "AttnBlock", "Downsample", "Upsample", "Normalize"]
+
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Encoder": "conv", "Decoder": "conv",
+    "ResnetBlock": "blocks", "AttnBlock": "blocks", "Downsample": "blocks", "Upsample": "blocks",
+    "Normalize": "blocks",
+})
 
 
 @hookimpl
 def vqstack_register_encoders(registry):
-    registry.register("conv", Encoder)
+    registry.register("conv", "vqstack.autoencoders.conv:Encoder")
 
 
 @hookimpl
 def vqstack_register_decoders(registry):
-    registry.register("conv", Decoder)
+    registry.register("conv", "vqstack.autoencoders.conv:Decoder")
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see; never runs
+    from .blocks import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample
+    from .conv import Decoder, Encoder

@@ -1,13 +1,22 @@
 """Built-in discriminators, registered through the same hook a third-party plugin uses."""
-from vqstack.core.hookspecs import hookimpl
+from typing import TYPE_CHECKING
 
-from .patchgan import PatchDiscriminator
-from .stylegan import StyleGANDiscriminator
+from vqstack.core.hookspecs import hookimpl
+from vqstack.core.lazy import lazy_exports
 
 __all__ = ["PatchDiscriminator", "StyleGANDiscriminator"]
+
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+__getattr__, __dir__ = lazy_exports(__name__, {"PatchDiscriminator": "patchgan",
+                                               "StyleGANDiscriminator": "stylegan"})
 
 
 @hookimpl
 def vqstack_register_discriminators(registry):
-    registry.register("patchgan", PatchDiscriminator)
-    registry.register("stylegan", StyleGANDiscriminator)
+    registry.register("patchgan", "vqstack.discriminators.patchgan:PatchDiscriminator")
+    registry.register("stylegan", "vqstack.discriminators.stylegan:StyleGANDiscriminator")
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see; never runs
+    from .patchgan import PatchDiscriminator
+    from .stylegan import StyleGANDiscriminator

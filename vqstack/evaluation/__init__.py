@@ -12,10 +12,12 @@ fed by role), ``tokenizer_info`` (a tokenizer's resolution and codebook layout),
 precision/recall, cached in $VQSTACK_CACHE), ``attributes`` (attr:<column>: the tag classifier, its cache in
 $VQSTACK_CACHE and report), ``report`` (JSON and table), ``command`` (``vqstack eval``). See docs/evaluation.md.
 
-Names are imported on first use: ``vqstack.evaluation.features`` is a built-in plugin loaded with every registry,
-and torchmetrics takes seconds to import.
+This package is the built-in plugin ``vqstack.evaluation``: its hook registers the ``features`` built-ins by
+reference, so loading the plugins imports neither torch nor torchmetrics (which takes seconds); every name below is
+imported on first use.
 """
-import importlib
+from vqstack.core.hookspecs import hookimpl
+from vqstack.core.lazy import lazy_exports
 
 _EXPORTS = {
     "MissingWeightsError": "weights", "inception_weights": "weights", "lpips_backbone_weights": "weights",
@@ -33,12 +35,10 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+@hookimpl
+def vqstack_register_features(registry):
+    registry.register("vgg16-stlpips", "vqstack.evaluation.features:VGG16STLPIPSFeatures")
+    registry.register("inception", "vqstack.evaluation.features:InceptionFeatures")

@@ -1,6 +1,9 @@
 """``vqstack eval``: one process, or several under ``accelerate launch`` (each takes a contiguous shard of the
 images, or every num_processes-th chunk of samples, and the metrics sum their states across processes), so N
-processes report what one process reports. Only the main process prints and writes the JSON."""
+processes report what one process reports. Only the main process prints and writes the JSON.
+
+Three evaluations: a tokenizer's reconstructions (--tokenizer), a prior's samples drawn now (--tokenizer --prior),
+or a folder of samples drawn before (--samples DIR, vqstack/evaluation/samples_folder.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,16 +15,25 @@ from ..data.images import ImageDataset, describe_source, load_image_dataset
 from ..data.labels import parse_labels
 from ..data.tokens import INFO_NAME, load_token_dataset
 from .attributes import attribute_classifier, attribute_confusion, attribute_report, attribute_tables, column_tags
-from .catalog import DEFAULT_METRICS, PRIOR, TOKENIZER, attribute_columns, parse_metrics
+from .catalog import (DEFAULT_METRICS, METRICS, PRIOR, TOKENIZER, attribute_columns, known_names, metric_of,
+                      parse_metrics)
 from .report import format_table, make_record, saved_component, write_json
 from .suite import required_weights
 from .tokenizer_info import tokenizer_resolution
 
+DEFAULT_NUM_SAMPLES = 1000  # --num-samples when eval samples itself (with --samples: the whole folder)
+# eval's sampling options and their defaults: the JSON's "sampling", and what --samples refuses when changed
+SAMPLING_DEFAULTS = {"labels": None, "cfg_scale": 1.0, "seed": 0, "temperature": 1.0, "top_k": None, "top_p": None,
+                     "steps": None}
+
 
 def run(args) -> int:
-    mode = PRIOR if args.prior else TOKENIZER
+    samples = getattr(args, "samples", None) is not None
+    mode = PRIOR if args.prior or samples else TOKENIZER
     token_data = is_token_dataset(args.data)
-    requests = parse_metrics(requested_metrics(args.metrics, mode, token_data), args.features, mode)
+    # --samples checks the metrics' modes itself: "drop --prior" would make no sense there
+    requests = parse_metrics(requested_metrics(args.metrics, mode, token_data and args.prior is not None),
+                             args.features, None if samples else mode)
     check_options(args, mode, requests, token_data)
     required_weights(requests, {}, args.fid_weights, args.lpips_weights, args.lpips_net)  # first: fail before any work
 
@@ -58,15 +70,47 @@ def check_options(args, mode: str, requests, token_data: bool) -> None:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise ValueError(f"--{option.replace('_', '-')} must be a positive int, got {value}.")
+    samples = getattr(args, "samples", None)
+    if samples is None and args.tokenizer is None:
+        raise ValueError("--tokenizer DIR is needed: a tokenizer evaluation reconstructs with it and a prior "
+                         "evaluation samples with it; only --samples DIR (a folder of images to score) goes without.")
     if mode == PRIOR and args.resolution is not None:
         raise ValueError("--resolution is for tokenizer evaluations; a prior's samples and the reference images "
-                         "take the pipeline's image size.")
+                         "take the pipeline's image size (with --samples: the folder's image size).")
+    if samples is not None:
+        check_samples_options(args, requests)
     if mode == TOKENIZER and token_data:
         raise ValueError(f"--data {args.data} is a token dataset; a tokenizer evaluation needs images (a token "
                          f"dataset serves a prior evaluation: add --prior DIR).")
     if any(r.metric == "nll" for r in requests) and not token_data:
         raise ValueError(f"nll scores a token dataset, but --data {args.data} has no {INFO_NAME}: pass the tokens/ "
                          f"folder a prior recipe wrote (recipes/prior_anime.py --output-dir .../tokens).")
+
+
+def check_samples_options(args, requests) -> None:
+    """--samples scores a folder's images: sampling options would be ignored, so they are refused; a tokenizer
+    metric has nothing to measure, and a metric of the prior itself (nll) needs --prior."""
+    changed = [f"--{name.replace('_', '-')}" for name, default in SAMPLING_DEFAULTS.items()
+               if getattr(args, name) != default]
+    if changed:
+        raise ValueError(f"{', '.join(changed)}: sampling options, but with --samples {args.samples} the images come "
+                         f"from the folder (its samples.json records how they were sampled); drop them.")
+    choices = ", ".join(image_metric_names())
+    for request in requests:
+        info = METRICS[request.metric]
+        if PRIOR not in info.modes:
+            raise ValueError(f"Metric {request.key!r} measures a tokenizer (its reconstructions or tokens), not "
+                             f"samples; with --samples choose from {choices} (and nll with --prior).")
+        if info.role != "sets" and args.prior is None:
+            raise ValueError(f"Metric {request.key!r} scores the prior itself ({info.summary}), and --samples "
+                             f"{args.samples} gives only images: add --prior DIR, or choose from the image metrics "
+                             f"{choices}.")
+
+
+def image_metric_names() -> list[str]:
+    """The prior metrics computed from images alone (against the reference images): what --samples can score."""
+    return [name for name in known_names()
+            if METRICS[metric_of(name)].role == "sets" and PRIOR in METRICS[metric_of(name)].modes]
 
 
 def reference_cache_on(args) -> bool:
@@ -177,38 +221,80 @@ def score_attribute(args, tokenizer, dataset, tags, resolution: int, accelerator
 
 
 def evaluate_prior(args, requests, accelerator):
-    from ..pipelines.generation import Pipeline
+    """A prior's samples (drawn now, or read from --samples) against the reference images, and nll."""
     from .generation import evaluate_samples
     from .suite import build_suite
 
     names = [request.key for request in requests]
     image_names = [name for name in names if name != "nll"]
     suite = build_suite(image_names, **suite_options(args)) if image_names else None
-    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior)  # on the CPU first, as for the tokenizer
-    pipe.tokenizer.to(accelerator.device), pipe.prior.to(accelerator.device)
+    side = folder_side if getattr(args, "samples", None) is not None else sampling_side
+    batches, size, prior, context = side(args, accelerator, need_prior="nll" in names)
     values, networks = {}, {}
-    context = {"samples": args.num_samples, "sampling": sampling_record(args),
-               "tokenizer": saved_component(args.tokenizer), "prior": saved_component(args.prior)}
     if suite is not None:
-        height, width = pipe.image_size
-        if height != width:
-            raise ValueError(f"The pipeline makes {height}x{width} images; reference images are center-cropped "
-                             f"squares, so only square grids are evaluated.")
+        resolution = square_side(size, context)
         source = reference_source(args.data)
         dataset = load_images(source, args.split, accelerator)
         images = first(dataset, args.limit)
-        references = cached_reference_side(suite, dataset, images, source, height, args, accelerator)
+        references = cached_reference_side(suite, dataset, images, source, resolution, args, accelerator)
         if references is None:  # no cache: the metrics read the images themselves
-            references = image_batches(images, height, args, accelerator, "reference")
-        values.update(evaluate_samples(sample_batches(pipe, args, accelerator), references, suite,
-                                       device=accelerator.device))
+            references = image_batches(images, resolution, args, accelerator, "reference")
+        # the samples' bar starts only now, after the reference features: its rate is the samples' own
+        values.update(evaluate_samples(batches(), references, suite, device=accelerator.device))
         networks = suite.networks
-        context.update(images=len(images), resolution=height, data=describe_source(source))
+        context.update(images=len(images), resolution=resolution, data=describe_source(source))
         context.update(reference_record(references if isinstance(references, dict) else None))
     if "nll" in names:
-        values["nll"], context["sequences"] = validation_nll(pipe.prior, args, accelerator)
+        values["nll"], context["sequences"] = validation_nll(prior, args, accelerator)
         context["tokens"] = describe_source(str(args.data))
     return values, networks, context
+
+
+def sampling_side(args, accelerator, need_prior: bool):
+    """(a function giving the sample batches the pipeline draws, their (height, width), the prior (loaded either
+    way: the pipeline needs it), the record's context)."""
+    from ..pipelines.generation import Pipeline
+
+    pipe = Pipeline.from_pretrained(args.tokenizer, args.prior)  # on the CPU first, as for the tokenizer
+    pipe.tokenizer.to(accelerator.device), pipe.prior.to(accelerator.device)
+    n = args.num_samples or DEFAULT_NUM_SAMPLES
+    context = {"samples": n, "sampling": sampling_record(args), "tokenizer": saved_component(args.tokenizer),
+               "prior": saved_component(args.prior)}
+    return lambda: sample_batches(pipe, n, args, accelerator), pipe.image_size, pipe.prior, context
+
+
+def folder_side(args, accelerator, need_prior: bool):
+    """(a function giving the batches of the --samples folder's images, their (height, width), the prior when
+    ``need_prior``, the record's context): the folder and the stages given are checked against its samples.json
+    before any work."""
+    from ..core.serialization import load_component
+    from .samples_folder import check_stage, folder_batches, open_samples
+
+    folder = open_samples(args.samples, args.num_samples)
+    context = {"samples": len(folder.files), "samples_folder": folder.describe()}
+    for option, directory in (("--tokenizer", args.tokenizer), ("--prior", args.prior)):
+        if directory is not None:
+            check_stage(folder, option, directory, f"{option[2:]}_sha256")
+            context[option[2:]] = saved_component(directory)
+    prior = load_component(args.prior, kind="prior").to(accelerator.device) if need_prior else None
+
+    def batches():
+        loader = folder_batches(folder, args.batch_size, rank=accelerator.process_index,
+                                world=accelerator.num_processes, num_workers=args.num_workers)
+        return tqdm(loader, desc="samples", disable=not accelerator.is_main_process)
+
+    return batches, folder.size, prior, context
+
+
+def square_side(size: tuple[int, int], context: dict) -> int:
+    """The side of square samples: reference images are center-cropped squares."""
+    height, width = size
+    if height != width:
+        made = (f"--samples {context['samples_folder']['path']} holds" if "samples_folder" in context
+                else "The pipeline makes")
+        raise ValueError(f"{made} {height}x{width} images; reference images are center-cropped squares, so only "
+                         f"square images are evaluated.")
+    return height
 
 
 def reference_source(data: str) -> str:
@@ -223,12 +309,12 @@ def reference_source(data: str) -> str:
     return source
 
 
-def sample_batches(pipe, args, accelerator):
+def sample_batches(pipe, n: int, args, accelerator):
     from .generation import sample_images
 
-    chunks = -(-args.num_samples // args.batch_size)
+    chunks = -(-n // args.batch_size)
     mine = len(range(accelerator.process_index, chunks, accelerator.num_processes))
-    samples = sample_images(pipe, args.num_samples, sample_labels(args.labels), batch_size=args.batch_size,
+    samples = sample_images(pipe, n, sample_labels(args.labels), batch_size=args.batch_size,
                             seed=args.seed, rank=accelerator.process_index, world=accelerator.num_processes,
                             cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, steps=args.steps)
@@ -243,8 +329,7 @@ def sample_labels(text: str | None):
 
 
 def sampling_record(args) -> dict:
-    return {name: getattr(args, name) for name in ("labels", "cfg_scale", "seed", "temperature", "top_k", "top_p",
-                                                  "steps")}
+    return {name: getattr(args, name) for name in SAMPLING_DEFAULTS}
 
 
 def validation_nll(prior, args, accelerator) -> tuple[float, int]:

@@ -4,7 +4,7 @@ A feature network maps images (B, 3, H, W) in [-1, 1] to features (B, num_featur
 normalises inside, as its training expects, so any image size goes in. It is frozen and always in eval mode, and says
 in ``description`` which network and weights it is (evaluation reports record it).
 
-Built-ins, registered through the same hook a plugin uses:
+Built-ins, registered (by ``vqstack.evaluation``'s hook) through the same hook a plugin uses:
 
 - ``vgg16-stlpips``: the ImageNet-trained, anti-aliased VGG16 that ships inside the ``stlpips-pytorch`` wheel
   (offline). Features: relu5_3 (its deepest layer), global-average-pooled to 512, of the image resized to 224x224
@@ -12,7 +12,7 @@ Built-ins, registered through the same hook a plugin uses:
 - ``inception``: torch-fidelity's InceptionV3 (the TensorFlow FID network) through torchmetrics, pool3 features
   (2048). Its weights come from the torch hub cache or ``weights=PATH`` and are never downloaded.
 
-This module is imported whenever the registry loads, so the heavy packages are imported only when a network is built.
+The heavy packages (torchmetrics, stlpips) are imported only when a network is built.
 """
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.hookspecs import hookimpl
 from .weights import inception_weights
 
 
@@ -170,9 +169,3 @@ class SharedFeatures(nn.Module):
         if last is None or last[0] is not images or version < 0 or last[1] != version:
             self._last = last = (images, version, self.network(images))
         return last[2]
-
-
-@hookimpl
-def vqstack_register_features(registry):
-    registry.register("vgg16-stlpips", VGG16STLPIPSFeatures)
-    registry.register("inception", InceptionFeatures)

@@ -31,11 +31,17 @@ def labels_for(labels, start: int, count: int):
     return labels
 
 
-def to_tensor(images) -> torch.Tensor:
-    """PIL images of one size -> (B, 3, H, W) in [-1, 1]."""
+def image_pixels(image) -> torch.Tensor:
+    """One PIL image -> (3, H, W) in [-1, 1]: its 8-bit RGB values v as v / 127.5 - 1. Sampled images and images
+    read from a folder (``vqstack eval --samples``) both go through here, so the same pixels give the same values."""
     from torchvision.transforms.functional import pil_to_tensor
 
-    return torch.stack([pil_to_tensor(image.convert("RGB")) for image in images]).float() / 127.5 - 1
+    return pil_to_tensor(image.convert("RGB")).float() / 127.5 - 1
+
+
+def to_tensor(images) -> torch.Tensor:
+    """PIL images of one size -> (B, 3, H, W) in [-1, 1]."""
+    return torch.stack([image_pixels(image) for image in images])
 
 
 def sample_images(pipeline, n: int, labels=None, *, batch_size: int = 32, seed: int = 0, rank: int = 0,

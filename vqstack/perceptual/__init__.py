@@ -4,15 +4,24 @@
 or ``backbone_weights=`` and is never downloaded. ``stlpips``: shift-tolerant LPIPS, whose wheel ships its weights.
 Both map two image batches in [-1, 1] to a per-sample distance (B,) and are frozen.
 """
-from vqstack.core.hookspecs import hookimpl
+from typing import TYPE_CHECKING
 
-from .lpips import LPIPS, FrozenPerceptualLoss
-from .stlpips import STLPIPS
+from vqstack.core.hookspecs import hookimpl
+from vqstack.core.lazy import lazy_exports
 
 __all__ = ["LPIPS", "STLPIPS", "FrozenPerceptualLoss"]
+
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+__getattr__, __dir__ = lazy_exports(__name__, {"LPIPS": "lpips", "FrozenPerceptualLoss": "lpips",
+                                               "STLPIPS": "stlpips"})
 
 
 @hookimpl
 def vqstack_register_perceptual_losses(registry):
-    registry.register("lpips", LPIPS)
-    registry.register("stlpips", STLPIPS)
+    registry.register("lpips", "vqstack.perceptual.lpips:LPIPS")
+    registry.register("stlpips", "vqstack.perceptual.stlpips:STLPIPS")
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see; never runs
+    from .lpips import LPIPS, FrozenPerceptualLoss
+    from .stlpips import STLPIPS

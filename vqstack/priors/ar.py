@@ -26,8 +26,8 @@ from transformers import LlamaConfig, LlamaModel
 
 from ..core.modes import evaluating
 from .base import Prior, PriorOutput, check_positive_int
-from .sampling import (ATTENTION, CACHE_KINDS, KVCacheStepper, RecomputeStepper, cache_keyword, check_sampling_options,
-                       sample_tokens, training_cache)
+from .sampling import check_sampling_options, sample_tokens
+from .steppers import CACHE_KINDS, KVCacheStepper, RecomputeStepper, cache_keyword, training_cache
 
 
 def llamagen_mlp_dim(dim: int) -> int:
@@ -77,7 +77,7 @@ class ARPrior(Prior):
             num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=self.context_len + seq_len,
             rope_theta=rope_theta, rms_norm_eps=1e-5, attention_dropout=dropout, initializer_range=init_std,
             tie_word_embeddings=False, pad_token_id=None, bos_token_id=None, eos_token_id=None,
-            attn_implementation=ATTENTION,  # PyTorch's SDPA (plain matmuls for batched one-token steps on CPU)
+            attn_implementation="sdpa",  # training and the reference steppers; sampling has its own step (decode.py)
         )
         self.backbone = LlamaModel(self.config)
         self.head = nn.Linear(dim, vocab_size, bias=False)
@@ -128,7 +128,8 @@ class ARPrior(Prior):
         generator    a torch.Generator: the same seed gives the same tokens
         known        (n, seq_len) or (n, h, w) tokens to keep, -1 where to sample (inpainting, raster order)
         use_cache    False re-runs the whole prefix every step (slow; a reference for tests and benchmarks)
-        cache        KV cache kind: "preallocated" (fastest here), "dynamic" or "static" (transformers' classes)
+        cache        KV cache kind: "preallocated" (our decode step, fastest), "dynamic" or "static" (LlamaModel.forward
+                     with transformers' cache classes; references for tests and benchmarks)
         image        condition images (1 or n, C, H, W), as the prior's condition made them (None = the null image:
                      unconditional in the image); only for a prior built with image_condition
         cfg_target   what the unconditional half of guidance drops: "both" (labels and image), "image" (keeps the

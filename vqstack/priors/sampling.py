@@ -6,20 +6,14 @@ Per step, in this order (the order matters):
     3. temperature, top-k, top-p;
     4. sample ONE token per image and feed it to both halves, so they describe the same partial image.
 
-The loop calls a transformers decoder one token at a time with its KV cache (``KVCacheStepper``); ``RecomputeStepper``
-re-runs the whole prefix every step instead (no cache), as a reference for tests and benchmarks. A stepper takes
-token ids (B, T) or input embeddings (B, T, dim): a prior that reads an image condition as a prefix of embeddings
-prefills [label prefix; condition; known leading tokens] as embeddings once, then steps one token id at a time.
+The loop calls a stepper (steppers.py: the model one token at a time, with its KV cache or without) and imports
+no transformers itself, so a plugin prior may use it with any model.
 """
 from __future__ import annotations
 
 import inspect
 
 import torch
-from transformers import AttentionInterface
-from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticCache
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
-from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 # --- logits processing ---------------------------------------------------------------------------------------------
 
@@ -138,144 +132,6 @@ def sample_from_logits(logits: torch.Tensor, generator: torch.Generator | None =
     device = generator.device if generator is not None else probs.device
     noise = torch.rand(probs.shape, device=device, generator=generator).log_().neg_().to(probs.device)
     return (probs / noise).argmax(-1)
-
-
-# --- the model, one step at a time ---------------------------------------------------------------------------------
-
-# transformers 5 renamed `past_key_values` to `cache`; pass whichever this version's decoder takes.
-def cache_keyword(backbone) -> str:
-    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
-
-
-def sdpa_or_matmul_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """transformers' SDPA attention, except for one-query decode steps of a batch on CPU: there SDPA's flash kernel
-    reads the KV cache about 2x slower than a plain matmul-softmax-matmul (benchmarks/sampling_speed.py)."""
-    batch, heads, q_len, head_dim = query.shape
-    if (q_len == 1 and attention_mask is None and query.device.type == "cpu" and batch * heads >= 32
-            and key.shape[1] == heads and not module.training):
-        scores = torch.matmul(query, key.transpose(2, 3)) * (scaling or head_dim ** -0.5)
-        probs = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
-        return torch.matmul(probs, value).transpose(1, 2), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
-                                  **kwargs)
-
-
-# Registered through transformers' own extension point; the prior's LlamaConfig names it as attn_implementation.
-ATTENTION = "vqstack_sdpa"
-AttentionInterface.register(ATTENTION, sdpa_or_matmul_attention)
-AttentionMaskInterface.register(ATTENTION, sdpa_mask)
-
-
-class PreallocatedLayer(DynamicLayer):
-    """A KV-cache layer that writes into buffers allocated once for the whole sequence and returns views of the
-    filled part. DynamicCache concatenates (copying the whole cache every step, quadratic traffic); StaticCache
-    attends over all max_len slots behind a mask. This does neither; see benchmarks/sampling_speed.py."""
-
-    def __init__(self, max_len: int):
-        super().__init__()
-        self.max_len, self.length = max_len, 0
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        b, h, _, d = key_states.shape
-        self.device = key_states.device
-        self.key_buffer = key_states.new_empty(b, h, self.max_len, d)
-        self.value_buffer = value_states.new_empty(b, h, self.max_len, value_states.shape[-1])
-        self.is_initialized = True
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        start, end = self.length, self.length + key_states.shape[-2]
-        if end > self.max_len:
-            raise RuntimeError(f"KV cache full: {end} tokens > max_len {self.max_len}.")
-        self.key_buffer[:, :, start:end] = key_states
-        self.value_buffer[:, :, start:end] = value_states
-        self.length = end
-        self.keys, self.values = self.key_buffer[:, :, :end], self.value_buffer[:, :, :end]
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.length
-
-
-class PassThroughLayer(DynamicLayer):
-    """A cache layer that keeps nothing: each update returns the new keys and values as they are.
-
-    A training forward hands the decoder a cache of these (``training_cache``). Without any cache, transformers
-    probes the position ids for packed sequences and reads the answer on the host, a device sync every step; with
-    an empty cache it knows there is no past and no packing, and still lets SDPA use its causal kernel."""
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        return key_states, value_states
-
-
-def training_cache() -> Cache:
-    """An empty cache for one full-sequence forward (see :class:`PassThroughLayer`); one layer per decoder block."""
-    return Cache(layer_class_to_replicate=PassThroughLayer)
-
-
-CACHE_KINDS = ("preallocated", "dynamic", "static")
-
-
-def make_cache(config, max_len: int, kind: str = "preallocated") -> Cache:
-    """A transformers KV cache for ``max_len`` tokens: "preallocated" (default, fastest here), "dynamic", "static"."""
-    if kind == "preallocated":
-        return Cache(layers=[PreallocatedLayer(max_len) for _ in range(config.num_hidden_layers)])
-    if kind == "dynamic":
-        return DynamicCache(config=config)
-    if kind == "static":
-        return StaticCache(config=config, max_cache_len=max_len)
-    raise ValueError(f"Unknown cache kind {kind!r}; choose from {CACHE_KINDS}.")
-
-
-def stepper_inputs(inputs: torch.Tensor) -> dict:
-    """The decoder keyword for ``inputs``: ids (B, T) -> ``input_ids``, embeddings (B, T, dim) -> ``inputs_embeds``."""
-    return {"inputs_embeds" if inputs.is_floating_point() else "input_ids": inputs}
-
-
-class KVCacheStepper:
-    """Feeds new tokens to a transformers decoder that keeps its keys/values; returns the last position's logits."""
-
-    def __init__(self, backbone, head, max_len: int, cache: str = "preallocated"):
-        self.backbone, self.head = backbone, head
-        self.cache = make_cache(backbone.config, max_len, cache)
-        self.cache_kw = cache_keyword(backbone)
-        device = backbone.embed_tokens.weight.device
-        self.positions = torch.arange(max_len, device=device)[None]  # sliced per step, never re-allocated
-        self.length = 0
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Token ids (B, T) -> the decoder's input embeddings (B, T, dim), to join a prefix of embeddings."""
-        return self.backbone.get_input_embeddings()(ids)
-
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        """ids (B, T) or embeddings (B, T, dim) appended after everything fed so far -> next-token logits (B, V)."""
-        end = self.length + inputs.shape[1]
-        hidden = self.backbone(**stepper_inputs(inputs), position_ids=self.positions[:, self.length:end],
-                               use_cache=True, **{self.cache_kw: self.cache}).last_hidden_state
-        self.length = end
-        return self.head(hidden[:, -1])  # the head runs on the last position only
-
-
-class RecomputeStepper:
-    """The same interface without a cache: re-runs the full sequence every step (reference and baseline)."""
-
-    def __init__(self, backbone, head, max_len: int = 0, cache: str | None = None):
-        self.backbone, self.head, self.inputs = backbone, head, None  # ids, or embeddings once any came
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.backbone.get_input_embeddings()(ids)
-
-    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.inputs is None:
-            self.inputs = inputs
-        elif self.inputs.is_floating_point() or inputs.is_floating_point():  # embeddings from here on
-            as_embeddings = [x if x.is_floating_point() else self.embed(x) for x in (self.inputs, inputs)]
-            self.inputs = torch.cat(as_embeddings, 1)
-        else:
-            self.inputs = torch.cat([self.inputs, inputs], 1)
-        hidden = self.backbone(**stepper_inputs(self.inputs), use_cache=False).last_hidden_state
-        return self.head(hidden[:, -1])
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------

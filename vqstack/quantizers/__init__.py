@@ -6,22 +6,18 @@
     lfq       LFQ                  lookup-free sign quantization with entropy penalty (MAGVIT-2)
     residual  ResidualVQ           levels of any registered single-codebook quantizer (SoundStream / RQ-VAE)
 """
+from typing import TYPE_CHECKING
+
 from vqstack.core.hookspecs import hookimpl
+from vqstack.core.lazy import lazy_exports, load_reference
 
-from .base import Quantizer, QuantizerOutput, code_counts, is_metric_value, to_maps, to_vectors, usage_metrics
-from .codebook import CodebookQuantizer, kmeans, nearest_codes
-from .ema import EMAVectorQuantizer
-from .fsq import FSQ
-from .lfq import LFQ
-from .residual import ResidualVQ
-from .vq import VectorQuantizer
-
-BUILTIN_QUANTIZERS = {
-    "vq": VectorQuantizer,
-    "ema": EMAVectorQuantizer,
-    "fsq": FSQ,
-    "lfq": LFQ,
-    "residual": ResidualVQ,
+# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.core.lazy.
+REFERENCES = {
+    "vq": "vqstack.quantizers.vq:VectorQuantizer",
+    "ema": "vqstack.quantizers.ema:EMAVectorQuantizer",
+    "fsq": "vqstack.quantizers.fsq:FSQ",
+    "lfq": "vqstack.quantizers.lfq:LFQ",
+    "residual": "vqstack.quantizers.residual:ResidualVQ",
 }
 
 __all__ = [
@@ -30,8 +26,29 @@ __all__ = [
     "code_counts", "is_metric_value",
 ]
 
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Quantizer": "base", "QuantizerOutput": "base", "code_counts": "base", "is_metric_value": "base",
+    "to_maps": "base", "to_vectors": "base", "usage_metrics": "base",
+    "CodebookQuantizer": "codebook", "kmeans": "codebook", "nearest_codes": "codebook",
+    "EMAVectorQuantizer": "ema", "FSQ": "fsq", "LFQ": "lfq", "ResidualVQ": "residual", "VectorQuantizer": "vq",
+    # name -> class, as before; importing them all is what REFERENCES avoids, so only on first use
+    "BUILTIN_QUANTIZERS": lambda: {name: load_reference(ref) for name, ref in REFERENCES.items()},
+})
+
 
 @hookimpl
 def vqstack_register_quantizers(registry):
-    for name, factory in BUILTIN_QUANTIZERS.items():
-        registry.register(name, factory)
+    for name, reference in REFERENCES.items():
+        registry.register(name, reference)
+
+
+if TYPE_CHECKING:  # what static tools and IDEs see; never runs
+    from .base import Quantizer, QuantizerOutput, code_counts, is_metric_value, to_maps, to_vectors, usage_metrics
+    from .codebook import CodebookQuantizer, kmeans, nearest_codes
+    from .ema import EMAVectorQuantizer
+    from .fsq import FSQ
+    from .lfq import LFQ
+    from .residual import ResidualVQ
+    from .vq import VectorQuantizer
+
+    BUILTIN_QUANTIZERS: dict[str, type[Quantizer]]

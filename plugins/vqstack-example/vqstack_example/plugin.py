@@ -3,14 +3,14 @@ import logging
 
 import vqstack
 
-from .random_projection import RandomProjectionQuantizer
-
 log = logging.getLogger(__name__)
 
 
 @vqstack.hookimpl
 def vqstack_register_quantizers(registry):
-    registry.register("random-projection", RandomProjectionQuantizer)
+    # By reference: random_projection.py (and torch) is imported when the quantizer is first built, so listing
+    # plugins (`vqstack plugins`) stays fast.
+    registry.register("random-projection", "vqstack_example.random_projection:RandomProjectionQuantizer")
 
 
 @vqstack.hookimpl
