@@ -16,8 +16,8 @@ data set. Per setting:
 - token NLL: the mean per-token negative log-likelihood of the sampled tokens under the `ar` prior, the one
   likelihood both priors' samples can be scored by. It rewards low temperatures (an ar sample at temperature 0.7 is
   by construction likely under ar): read it beside FD-VGG, never alone.
-The same seeds are used for every setting. Prints JSON; --plot draws FD-VGG against seconds per image, one panel per
-batch size.
+The same seeds are used for every setting. Prints JSON; --plot draws FD-VGG and token NLL against seconds per image,
+one panel per batch size.
 """
 from __future__ import annotations
 
@@ -88,11 +88,11 @@ def sample_tokens(prior, setting: dict, n: int, chunk: int) -> torch.Tensor:
     return torch.cat(parts).cpu()
 
 
-def quality(pipe: Pipeline, ar, tokens: torch.Tensor, reference, chunk: int) -> dict:
+def quality(pipe: Pipeline, ar, tokens: torch.Tensor, reference, chunk: int, features: str) -> dict:
     with torch.inference_mode():
         images = [pipe.decode(tokens[i:i + chunk].to(pipe.device)).clamp(-1, 1).cpu()
                   for i in range(0, len(tokens), chunk)]
-    fd = evaluate_samples(images, reference, ["fd-vgg"])["fd-vgg"]
+    (fd,) = evaluate_samples(images, reference, ["fd"], features=features).values()
     return {"fd_vgg": round(float(fd), 2), "token_nll": round(token_nll(ar, tokens.to(ar.device)), 4)}
 
 
@@ -105,7 +105,7 @@ def measure(args) -> dict:
             raise SystemExit(f"{name} prior does not match the tokenizer's tokens (seq_len/vocab_size).")
     priors = {"ar": ar_pipe.prior, "maskgit": maskgit}
     resolution = ar_pipe.image_size[0]
-    reference = reference_features(args.data, "vgg16-stlpips", resolution=resolution, limit=args.reference,
+    reference = reference_features(args.data, args.features, resolution=resolution, limit=args.reference,
                                    device=device)
     rows = []
     for setting in settings(args):
@@ -114,7 +114,7 @@ def measure(args) -> dict:
         row["seconds_per_image"] = {str(b): round(seconds_per_image(prior, setting, b, args.reps), 5)
                                     for b in args.batches}
         tokens = sample_tokens(prior, setting, args.n, chunk=max(args.batches))
-        row.update(quality(ar_pipe, ar_pipe.prior, tokens, reference, chunk=max(args.batches)))
+        row.update(quality(ar_pipe, ar_pipe.prior, tokens, reference, max(args.batches), args.features))
         rows.append(row)
         print(json.dumps(row), flush=True)
     decode = {str(b): round(decode_seconds(ar_pipe, tokens, min(b, args.n), args.reps), 5) for b in args.batches}
@@ -147,40 +147,44 @@ def regimes(rows: list[dict], batches: list[int]) -> dict:
 
 
 def plot(result: dict, path: str, batches: list[int]) -> None:
-    rows = result["rows"]
-    panel_w, panel_h, margin = 360, 300, 56
-    image = Image.new("RGB", (panel_w * len(batches) + 20, panel_h + 70), "white")
+    """Two rows of panels, one per batch size: FD-VGG (top) and token NLL under ar (bottom) against seconds per
+    image (log scale)."""
+    metrics = (("fd_vgg", "FD-VGG"), ("token_nll", "token NLL under ar"))
+    panel_w, panel_h = 360, 300
+    image = Image.new("RGB", (panel_w * len(batches) + 20, panel_h * len(metrics) + 50), "white")
     draw = ImageDraw.Draw(image)
-    fds = [r["fd_vgg"] for r in rows]
-    y_lo, y_hi = min(fds) * 0.95, max(fds) * 1.05
-    for i, b in enumerate(map(str, batches)):
-        x0, top = i * panel_w + margin, 30
-        w, h = panel_w - margin - 14, panel_h - 40
-        times = [r["seconds_per_image"][b] for r in rows]
-        lo, hi = math.log10(min(times)) - 0.1, math.log10(max(times)) + 0.1
-        px = lambda t: x0 + (math.log10(t) - lo) / (hi - lo) * w  # noqa: E731
-        py = lambda fd: top + h - (fd - y_lo) / (y_hi - y_lo) * h  # noqa: E731
-        draw.rectangle([x0, top, x0 + w, top + h], outline="black")
-        draw.text((x0 + w // 2 - 30, 8), f"batch {b}", fill="black")
-        for tick in range(math.ceil(lo), math.floor(hi) + 1):
-            draw.line([px(10 ** tick), top + h, px(10 ** tick), top + h + 4], fill="black")
-            draw.text((px(10 ** tick) - 14, top + h + 6), f"{10 ** tick:g}s", fill="black")
-        for fd in (y_lo, (y_lo + y_hi) / 2, y_hi):
-            draw.text((x0 - 44, py(fd) - 6), f"{fd:.0f}", fill="black")
-        for name, colour in COLOURS.items():
-            mine = sorted((r for r in rows if r["prior"] == name), key=lambda r: r["seconds_per_image"][b])
-            points = [(px(r["seconds_per_image"][b]), py(r["fd_vgg"])) for r in mine]
-            if len(points) > 1:
-                draw.line(points, fill=colour, width=2)
-            for r, (x, y) in zip(mine, points):
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-                label = f"T{r['temperature']:g}" if name == "ar" else f"{r['steps']}p"
-                draw.text((x + 4, y - 12), label, fill=colour)
-    legend = (f"FD-VGG (down is better) against seconds per image (log). ar: T = temperature; "
-              f"maskgit: p = decoding passes. {result['machine']}")
-    draw.text((10, panel_h + 20), legend[:150], fill="black")
-    draw.text((10, panel_h + 36), legend[150:], fill="black")
+    for row, (key, label) in enumerate(metrics):
+        for column, batch in enumerate(map(str, batches)):
+            panel(draw, result["rows"], key, batch, column * panel_w + 56, row * panel_h + 30, panel_w - 70,
+                  panel_h - 70, f"{label}, batch {batch}")
+    legend = (f"down is better, against seconds per image (log). ar: T = temperature; maskgit: p = decoding "
+              f"passes. {result['machine']}")
+    draw.text((10, panel_h * len(metrics) + 20), legend, fill="black")
     image.save(path)
+
+
+def panel(draw, rows: list[dict], key: str, batch: str, x0: int, top: int, w: int, h: int, title: str) -> None:
+    values = [r[key] for r in rows]
+    y_lo, y_hi = min(values) - 0.05 * (max(values) - min(values)), max(values) + 0.05 * (max(values) - min(values))
+    times = [r["seconds_per_image"][batch] for r in rows]
+    lo, hi = math.log10(min(times)) - 0.1, math.log10(max(times)) + 0.1
+    px = lambda t: x0 + (math.log10(t) - lo) / (hi - lo) * w  # noqa: E731
+    py = lambda v: top + h - (v - y_lo) / (y_hi - y_lo) * h  # noqa: E731
+    draw.rectangle([x0, top, x0 + w, top + h], outline="black")
+    draw.text((x0 + 10, top - 20), title, fill="black")
+    for tick in range(math.ceil(lo), math.floor(hi) + 1):
+        draw.line([px(10 ** tick), top + h, px(10 ** tick), top + h + 4], fill="black")
+        draw.text((px(10 ** tick) - 14, top + h + 6), f"{10 ** tick:g}s", fill="black")
+    for value in (y_lo, (y_lo + y_hi) / 2, y_hi):
+        draw.text((x0 - 48, py(value) - 6), f"{value:.3g}", fill="black")
+    for name, colour in COLOURS.items():
+        mine = sorted((r for r in rows if r["prior"] == name), key=lambda r: r["seconds_per_image"][batch])
+        points = [(px(r["seconds_per_image"][batch]), py(r[key])) for r in mine]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        for r, (x, y) in zip(mine, points):
+            draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+            draw.text((x + 4, y - 12), f"T{r['temperature']:g}" if name == "ar" else f"{r['steps']}p", fill=colour)
 
 
 def main(argv=None) -> dict:
@@ -190,6 +194,9 @@ def main(argv=None) -> dict:
     p.add_argument("--maskgit", required=True, help="the maskgit prior's folder (same tokens)")
     p.add_argument("--data", default="../shared/data/anime-faces", help="the real images for FD-VGG")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--features", default="vgg16-stlpips",
+                   help="feature network of the Fréchet distance (default: vgg16-stlpips, i.e. FD-VGG; tests pass a "
+                        "stand-in)")
     p.add_argument("--n", type=int, default=256, help="samples per setting for FD-VGG and NLL (default 256)")
     p.add_argument("--reference", type=int, default=1000, help="real faces for FD-VGG (default 1000, cached)")
     p.add_argument("--batches", default="1,8,64", help="batch sizes timed (default 1,8,64)")

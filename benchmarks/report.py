@@ -589,7 +589,36 @@ loop over the first 64 tokens only, against the cached loop over the same 64."""
                                   "for the CFG cost"),
             [("sampling_speed", None)], why="""
 Runs vary by about ±0.15 s; under load from other jobs the timings are meaningless (the JSON records CPU pressure so
-such runs can be discarded)."""),
+such runs can be discarded). × matmuls is the time over the run's matmuls alone (`gemm_s`: one decode step's matmuls
+at that batch, measured in the same run, times the steps): what our decode step adds around them.
+
+**Why two machines differ so much.** On 2026-11-27 a 2-core machine measured matmul 381 GFLOPS and memory 24.3 GB/s,
+and batch 1 / batch 8 sampled in 1.56 s / 2.89 s (1.28× / 1.9× the floor). The machine of the 2026-12-08 run above
+(AMD EPYC Zen 4, 2 cores, torch 2.14.1) measures 170 GFLOPS and 32.6 GB/s, and the 11-27 sampler itself (commit
+4daf59a, run side by side with ours, 2 threads) takes 1.83 s at batch 1 and 3.04 s at batch 8 for 128 tokens there,
+about 3.7 s and 6.1 s for 256: the code did not get slower; the machine is different. What differs is not the
+bandwidth a plain sum reaches but the bandwidth at which small-batch matmuls read the weights: the model's 109 MB of
+weights, read once per step as decoding does, stream at 15.9 / 10.3 / 6.3 / 4.7 GB/s at 1 / 2 / 8 / 16 rows on one
+thread and 15.1 / 9.2 / 7.4 / 5.6 GB/s on two (MKL sgemm, (in, out) weights; the (out, in) layout of nn.Linear is
+slower still at 1 row). A second thread adds nothing: one core's outstanding memory requests, not the memory, set the
+pace. The floors assume the 32.6 GB/s of a sum, which no matmul kernel here reaches below 64 rows, so x floor stays at
+3× or more on this machine whatever runs around the matmuls; × matmuls (1.36 at batch 1) is the part our code
+controls.
+
+**Guidance.** Guided decoding runs the conditional and unconditional halves as one batch of twice the rows, so its
+cost is the cost of matmuls at 2n rows against n. Where those are bound by reading the weights once (the 11-27
+machine), the second half rides along: 1.09×. Here 16 rows cost 1.32× the time of 8 (19.4 vs 14.7 ms per step, two
+threads), and the measured CFG cost follows (1.37× at batch 8); the 11-27 sampler shows the same on this machine (1.17–
+1.42×), so no change in the condition prefix or the dropouts made guidance dearer. At batch 64 the run is
+compute-bound and guidance doubles the FLOPs: 2× is its floor, and no implementation brings it under 1.2×.
+
+**Our decode step** (vqstack/priors/decode.py) replaces `LlamaModel.forward` in the sampling loop: one fused q/k/v and
+one gate/up matmul per layer, (in, out) weights, RoPE from a table, no mask or cache objects. Against the sampler it
+replaced (same run): 0.66× the time at batch 1, about equal at batch 8, where the matmuls dominate. `torch.compile`
+measured on the same matmul chain at 8 rows, one thread: `mode="max-autotune"` (inductor's C++ GEMM template over
+prepacked weights) 13.9 ms per step against 19.5 ms eager (1.4×) after 19 s of compiling; the default mode 20.0 vs
+21.7 ms. Not adopted yet: it needs static shapes (attention over every cache slot behind a mask), recompiles per batch
+size, and its compile time only pays back after about a minute of sampling."""),
 
     Section("Does the prior follow its condition?", """
 `benchmarks/hair_colour.py`: for a trained anime prior, the share of samples whose top-third colour (mostly hair) is
@@ -683,7 +712,7 @@ Measured by hand, not by `run_all.py`.
 
 The "now" column ran while the machine also ran a training (load average 3.2–3.4 on its 2 cores): the scale row shows
 everything about 1.6 times slower than in the "after" run, which is why `--help` looks slower there; it imports the
-same modules as then (and the small `vqstack.core.lazy`). Back to back with it, the code before registering by
+same modules as then (and the small `vqstack.lazy`). Back to back with it, the code before registering by
 reference took 7.94 s for `vqstack plugins` (against 0.20 s), so the gain is about 40 times at equal load.
 
 `--help` imports only `vqstack`, `vqstack.core` and pluggy (about 37 ms of imports; `tests/test_startup.py` fails if

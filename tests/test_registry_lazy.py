@@ -13,7 +13,7 @@ import pytest
 
 import vqstack
 import vqstack.api as api
-from vqstack.core.lazy import is_reference, lazy_exports, load_reference
+from vqstack.lazy import is_reference, lazy_exports, load_reference
 from vqstack.core.plugins import BUILTIN_PLUGINS
 from vqstack.core.registry import KIND_HOOKS, ComponentImportError, Registry
 

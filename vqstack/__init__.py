@@ -11,9 +11,9 @@ same way on attribute access.
 """
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
 from .version import __version__
 
 # public name -> the vqstack module that defines it
@@ -39,24 +39,9 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is not None:
-        value = getattr(importlib.import_module(f".{module}", __name__), name)
-        globals()[name] = value  # later lookups skip this function
-        return value
-    if name.isidentifier() and not name.startswith("_"):
-        # a submodule such as vqstack.core or vqstack.priors: `import vqstack` used to import them all
-        try:
-            return importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as err:
-            if err.name != f"{__name__}.{name}":
-                raise  # the submodule exists but needs something missing: say so
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted({*globals(), *__all__})
+# a name in _EXPORTS imports its module on first use; any other public name is tried as a submodule (vqstack.core,
+# vqstack.priors, ...), which `import vqstack` used to import them all
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what static tools and IDEs see; never runs

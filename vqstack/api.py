@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING
 # The plugin machinery is light (no torch) and already loaded whenever a plugin is: imported now.
 from .core import (DISABLE_ENV, DuplicateComponentError, PluginWarning, UnknownComponentError, build, components,
                    hookimpl, register_plugin, registry, unregister_plugin)
-from .core.lazy import lazy_exports
+from .lazy import lazy_exports
 from .core.registry import ComponentImportError, Registry
 
 # Everything else needs torch (the priors transformers too), so it is imported on first use: a plugin module doing

@@ -2,11 +2,11 @@
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports
+from vqstack.lazy import lazy_exports
 
 __all__ = ["Encoder", "Decoder", "ResnetBlock", "AttnBlock", "Downsample", "Upsample", "Normalize"]
 
-# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.lazy.
 __getattr__, __dir__ = lazy_exports(__name__, {
     "Encoder": "conv", "Decoder": "conv",
     "ResnetBlock": "blocks", "AttnBlock": "blocks", "Downsample": "blocks", "Upsample": "blocks",

@@ -10,9 +10,9 @@ registered through the same pluggy hook a third-party plugin uses.
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports, load_reference
+from vqstack.lazy import lazy_exports, load_reference
 
-# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.core.lazy.
+# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.lazy.
 REFERENCES = {
     "lineart": "vqstack.conditions.lineart:LineArt",
     "grayscale": "vqstack.conditions.grayscale:Grayscale",

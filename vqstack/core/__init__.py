@@ -2,7 +2,7 @@
 from .hookspecs import hookimpl, hookspec
 from .plugins import (DISABLE_ENV, ENTRY_POINT_GROUP, PluginLoadError, PluginWarning, hook, plugin_manager,
                       plugins_info, register_plugin, registry, reset, unregister_plugin)
-from .lazy import lazy_exports, load_reference
+from ..lazy import lazy_exports, load_reference
 from .registry import (KIND_HOOKS, ComponentImportError, DuplicateComponentError, Registry, UnknownComponentError,
                        component_spec)
 

@@ -5,7 +5,7 @@ import difflib
 import inspect
 from typing import Any, Callable
 
-from .lazy import is_reference, load_reference
+from ..lazy import is_reference, load_reference
 
 # Component kinds, each with the hook that fills its registry.
 KIND_HOOKS = {

@@ -2,11 +2,11 @@
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports
+from vqstack.lazy import lazy_exports
 
 __all__ = ["PatchDiscriminator", "StyleGANDiscriminator"]
 
-# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.lazy.
 __getattr__, __dir__ = lazy_exports(__name__, {"PatchDiscriminator": "patchgan",
                                                "StyleGANDiscriminator": "stylegan"})
 

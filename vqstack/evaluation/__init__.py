@@ -17,7 +17,7 @@ reference, so loading the plugins imports neither torch nor torchmetrics (which 
 imported on first use.
 """
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports
+from vqstack.lazy import lazy_exports
 
 _EXPORTS = {
     "MissingWeightsError": "weights", "inception_weights": "weights", "lpips_backbone_weights": "weights",

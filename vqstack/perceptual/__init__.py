@@ -7,11 +7,11 @@ Both map two image batches in [-1, 1] to a per-sample distance (B,) and are froz
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports
+from vqstack.lazy import lazy_exports
 
 __all__ = ["LPIPS", "STLPIPS", "FrozenPerceptualLoss"]
 
-# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.core.lazy.
+# Imported on first use: loading the plugins (``vqstack plugins``) imports no torch. See vqstack.lazy.
 __getattr__, __dir__ = lazy_exports(__name__, {"LPIPS": "lpips", "FrozenPerceptualLoss": "lpips",
                                                "STLPIPS": "stlpips"})
 

@@ -11,10 +11,10 @@ arguments its constructor takes); ``generate_options(prior, known=..., steps=...
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports, load_reference
+from vqstack.lazy import lazy_exports, load_reference
 
 # Registered by reference: loading the plugins (``vqstack plugins``) imports neither torch nor transformers (which
-# vqstack.priors.ar needs). See vqstack.core.lazy.
+# vqstack.priors.ar needs). See vqstack.lazy.
 REFERENCES = {"ar": "vqstack.priors.ar:ARPrior"}
 
 __all__ = ["ARPrior", "Prior", "PriorOutput", "ConditionVocab", "ImageConditionEmbedding", "CFG_TARGETS",

@@ -9,9 +9,9 @@
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports, load_reference
+from vqstack.lazy import lazy_exports, load_reference
 
-# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.core.lazy.
+# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.lazy.
 REFERENCES = {
     "vq": "vqstack.quantizers.vq:VectorQuantizer",
     "ema": "vqstack.quantizers.ema:EMAVectorQuantizer",

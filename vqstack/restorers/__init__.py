@@ -6,9 +6,9 @@ third-party plugin uses.
 from typing import TYPE_CHECKING
 
 from vqstack.core.hookspecs import hookimpl
-from vqstack.core.lazy import lazy_exports, load_reference
+from vqstack.lazy import lazy_exports, load_reference
 
-# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.core.lazy.
+# Registered by reference, so loading the plugins (``vqstack plugins``) imports no torch; see vqstack.lazy.
 REFERENCES = {"codeformer": "vqstack.restorers.codeformer:CodeFormerRestorer"}
 
 __all__ = ["Restorer", "RestorerOutput", "CodeFormerRestorer", "BUILTIN_RESTORERS", "blend_codes",

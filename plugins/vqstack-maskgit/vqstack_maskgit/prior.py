@@ -53,7 +53,8 @@ class MaskGITPrior(Prior):
         mlp_dim: int | None = None,           # GELU MLP hidden size (default 4 * dim, as BERT and MaskGIT)
         dropout: float = 0.0,                 # attention and hidden dropout while training
         init_std: float = 0.02,               # std of the normal weight init (the head starts at zero)
-        steps: int = 12,                      # default decoding passes of generate() (8-16 typical)
+        steps: int = 8,                       # default decoding passes of generate() (docs/generation.md: 8 is
+                                              # the knee of quality against time; 8-16 typical)
         choice_temperature: float = 4.5,      # Gumbel noise on the confidence that picks tokens to keep; annealed
                                               # to 0 over the passes (0 = keep the most confident, deterministic)
         mask_schedule: str = "cosine",        # gamma(r), the masked fraction: "cosine", "linear", "square", "sqrt"
