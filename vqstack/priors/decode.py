@@ -21,10 +21,13 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+HAS_RMS_NORM = hasattr(F, "rms_norm")  # decided once, not per call in the decode loop
+
+
 def rms_norm(x: torch.Tensor, norm) -> torch.Tensor:
     """Llama's RMSNorm module ``norm`` applied with torch's own kernel (fewer ops per step than the module's five):
     computed in float32, scaled in ``x``'s dtype; the module itself before torch 2.4, which has no F.rms_norm."""
-    if not hasattr(F, "rms_norm"):
+    if not HAS_RMS_NORM:
         return norm(x)
     return F.rms_norm(x.float(), x.shape[-1:], None, norm.variance_epsilon).to(x.dtype) * norm.weight
 
